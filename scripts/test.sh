@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds lowbit (Release) and runs every ctest suite, then builds the unit tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer (Debug) and runs them. Run scripts/setup.sh first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+echo "== release build"
+cmake --preset release >/dev/null
+cmake --build --preset release -j "$jobs"
+echo "== release tests"
+ctest --test-dir build/release --output-on-failure -j "$jobs" --timeout 1200
+
+echo "== asan-ubsan build (unit tests)"
+cmake --preset asan-ubsan >/dev/null
+cmake --build --preset asan-ubsan -j "$jobs" --target lowbit_unit_tests lowbit_cli
+echo "== asan-ubsan unit tests"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build/asan-ubsan --output-on-failure -j "$jobs" -L unit --timeout 1200

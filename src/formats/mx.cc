@@ -1,0 +1,8 @@
+// STUB: replaced by the mx family implementation.
+#include "formats/families.h"
+
+namespace lowbit {
+
+void RegisterMxFamily(FormatRegistry& registry) { (void)registry; }
+
+}  // namespace lowbit

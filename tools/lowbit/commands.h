@@ -1,0 +1,21 @@
+// Subcommands of the `lowbit` CLI: each file adds one CLI11 subcommand whose callback stores the
+// process exit code (0 ok, 1 runtime failure, 2 bad input).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "lowbit/status.h"
+
+namespace lowbit::cli {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitBadInput = 2;
+
+// Prints "lowbit: <message>" to stderr and returns the exit code for the status.
+int ReportError(const Status& status);
+
+void AddFormatsCommand(CLI::App& app, int* exit_code);
+void AddQdqCommand(CLI::App& app, int* exit_code);
+
+}  // namespace lowbit::cli
