@@ -6,6 +6,7 @@
 
 namespace lowbit {
 
+void RegisterFloatFamily(FormatRegistry& registry);          // float.cc (f32, f16, bf16)
 void RegisterIntegerFamily(FormatRegistry& registry);        // integer.cc
 void RegisterMinifloatFamily(FormatRegistry& registry);      // minifloat.cc
 void RegisterBlockFpFamily(FormatRegistry& registry);        // block_fp.cc

@@ -167,6 +167,7 @@ Result<FormatPtr> FormatRegistry::Parse(std::string_view spec_in) const {
 const FormatRegistry& FormatRegistry::Get() {
   static const FormatRegistry* registry = [] {
     auto* r = new FormatRegistry();
+    RegisterFloatFamily(*r);
     RegisterIntegerFamily(*r);
     RegisterMinifloatFamily(*r);
     RegisterBlockFpFamily(*r);
