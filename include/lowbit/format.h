@@ -77,6 +77,12 @@ class Format {
   // bound: (rows, cols). Tests check this on 10^6 random blocks.
   virtual void ErrorBound(const float* x, int64_t rows, int64_t cols, float* bound) const = 0;
 
+  // Whether quantize(dequantize(q)) reproduces q's values for every q. True for every format
+  // except where its definition forbids it: BFP's literal ceil(log2 max|x|) exponent rule, where a
+  // block whose dequantized maximum is an exact power of two gets a smaller exponent the second
+  // time (documented in docs/formats/block_fp.md). The property tests check it wherever true.
+  virtual bool idempotent() const { return true; }
+
   virtual ToleranceClass tolerance() const { return ToleranceClass::kErrorBand; }
   // ggml_type id when the byte layout is identical to llama.cpp's.
   virtual std::optional<int> gguf_type() const { return std::nullopt; }

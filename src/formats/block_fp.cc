@@ -10,22 +10,24 @@
 // NeurIPS 2020 (the BFP variant the MASE quantizer cites).
 //
 // Parameters (canonical order): w = 3..8 bits per element (1 sign bit + a (w-1)-bit magnitude),
-// block = B = 2..256 elements per block (default 16).
+// block = B = 2..256 elements per block (default 16), exp = ceil|floor1 (shared-exponent rule,
+// default ceil).
 //
 // Value of a block with shared exponent E and element codes (s_i, M_i):
 //   x_i = (-1)^s_i * M_i * 2^(E - (w-1)),   M_i in [0, 2^(w-1) - 1]
 // i.e. M_i / 2^(w-1) is a fraction in [0, 1) scaled by 2^E.
 //
 // Encoding one block:
-//   * shared exponent: E = floor(log2 max_i |x_i|) + 1, clamped to the int8 range [-128, 127].
-//     For a maximum that is not a power of two this equals MASE's ceil(log2 max|x|); for
-//     max = 2^k exactly, ceil would give E = k and need M = 2^(w-1), one more than the largest
-//     code, so that element would saturate to (1 - 2^-(w-1)) * 2^k, and quantizing the
-//     dequantized block (whose max may round to a power of two, e.g. w=3: 1.2 -> 1.0) would pick
-//     a smaller E and change bytes and values. With floor + 1 the largest element always lies in
-//     [2^(E-1), 2^E), i.e. M in [2^(w-2), 2^(w-1)] before saturation, so quantize(dequantize(q))
-//     reproduces q. It is also the hardware view of BFP: the largest element's own exponent
-//     (leading-one position) plus one for its explicitly stored leading bit.
+//   * shared exponent, parameter exp (both clamped to the int8 range [-128, 127]):
+//       exp=ceil   (default; the paper's and MASE's rule): E = ceil(log2 max_i |x_i|).
+//       exp=floor1 : E = floor(log2 max_i |x_i|) + 1.
+//     The two agree unless max|x| is an exact power of two 2^k. There ceil gives E = k and the
+//     maximum would need M = 2^(w-1), one more than the largest code, so it saturates to
+//     (1 - 2^-(w-1)) * 2^k; floor1 gives E = k + 1 and stores it exactly. Consequence for ceil:
+//     quantizing a dequantized block is NOT always the identity - when the block maximum rounds
+//     to a power of two (w=3: 1.2 -> 1.0), the second pass picks E - 1 and saturates that element
+//     (1.0 -> 0.75). Format::idempotent() reports this; floor1 is idempotent (its largest element
+//     always lies in [2^(E-1), 2^E), so M lies in [2^(w-2), 2^(w-1)] before saturation).
 //     All-zero block (also all NaN): E = -128 (log2 0 = -inf, clamped).
 //   * elements: M_i = round_half_even(|x_i| / 2^(E - (w-1))), saturated at 2^(w-1) - 1; s_i is the
 //     sign bit of x_i (so -0.0, and negatives that round to 0, keep their sign).
@@ -66,12 +68,14 @@ using block_shared::kMinSharedExponent;
 
 class BlockFpFormat final : public BlockFormat {
  public:
-  BlockFpFormat(int bits, int block)
-      : bits_(bits), block_(block), max_mantissa_((1u << (bits - 1)) - 1) {}
+  BlockFpFormat(int bits, int block, bool ceil_rule)
+      : bits_(bits), block_(block), ceil_rule_(ceil_rule), max_mantissa_((1u << (bits - 1)) - 1) {}
 
   std::string spec() const override {
-    return "bfp:w=" + std::to_string(bits_) + ",block=" + std::to_string(block_);
+    return "bfp:w=" + std::to_string(bits_) + ",block=" + std::to_string(block_) +
+           (ceil_rule_ ? ",exp=ceil" : ",exp=floor1");
   }
+  bool idempotent() const override { return !ceil_rule_; }
   std::string_view family() const override { return "bfp"; }
   int64_t block_size() const override { return block_; }
   int64_t block_bytes() const override { return 1 + block_shared::PackedCodeBytes(block_, bits_); }
@@ -112,11 +116,15 @@ class BlockFpFormat final : public BlockFormat {
   }
 
  private:
-  // E = floor(log2 max|x_i|) + 1 clamped to [-128, 127]; -128 for an all-zero block.
+  // E = ceil(log2 max|x_i|) or floor(log2 max|x_i|) + 1, clamped to [-128, 127]; -128 for an
+  // all-zero block.
   int SharedExponent(const float* x) const {
     const double max_abs = block_shared::BlockMaxAbs(x, block_);
     if (max_abs == 0.0) return kMinSharedExponent;
-    return std::clamp(FloorLog2(max_abs) + 1, kMinSharedExponent, kMaxSharedExponent);
+    const int floor_log2 = FloorLog2(max_abs);
+    const bool power_of_two = std::ldexp(1.0, floor_log2) == max_abs;
+    const int e = (ceil_rule_ && power_of_two) ? floor_log2 : floor_log2 + 1;
+    return std::clamp(e, kMinSharedExponent, kMaxSharedExponent);
   }
 
   // The value of one mantissa unit: 2^(E - (w-1)).
@@ -124,14 +132,16 @@ class BlockFpFormat final : public BlockFormat {
 
   int bits_;
   int block_;
+  bool ceil_rule_;  // exp=ceil (else floor1)
   uint32_t max_mantissa_;  // 2^(w-1) - 1, also the magnitude mask of a code
 };
 
 Result<FormatPtr> MakeBlockFp(SpecParams& params) {
   LOWBIT_ASSIGN_OR_RETURN(int64_t bits, params.GetInt("w", 8, 3, 8));
   LOWBIT_ASSIGN_OR_RETURN(int64_t block, params.GetInt("block", 16, 2, 256));
-  return FormatPtr(
-      std::make_shared<BlockFpFormat>(static_cast<int>(bits), static_cast<int>(block)));
+  LOWBIT_ASSIGN_OR_RETURN(std::string exp_rule, params.GetEnum("exp", "ceil", {"ceil", "floor1"}));
+  return FormatPtr(std::make_shared<BlockFpFormat>(static_cast<int>(bits), static_cast<int>(block),
+                                                   exp_rule == "ceil"));
 }
 
 }  // namespace
@@ -140,14 +150,16 @@ void RegisterBlockFpFamily(FormatRegistry& registry) {
   registry.AddFamily({
       "bfp",
       "Block floating point: int8 shared exponent per block, sign-magnitude integer mantissas",
-      "w=3..8 (bits per element: sign + w-1 mantissa bits), block=2..256 (default 16)",
+      "w=3..8 (bits per element: sign + w-1 mantissa bits), block=2..256 (default 16), "
+      "exp=ceil|floor1 (shared exponent ceil(log2 max) or floor(log2 max)+1)",
       "docs/formats/block_fp.md",
       MakeBlockFp,
   });
   // Zhang et al. 2023 evaluate BFP with an 8-bit shared exponent and blocks of 16 along the
   // reduction dimension at 8, 6 and 4 bits; block-32 variants for the block-size trade-off.
   const auto add = [&](const char* name, int bits, int block) {
-    const std::string spec = "bfp:w=" + std::to_string(bits) + ",block=" + std::to_string(block);
+    const std::string spec =
+        "bfp:w=" + std::to_string(bits) + ",block=" + std::to_string(block) + ",exp=ceil";
     const std::string description = "BFP: sign + " + std::to_string(bits - 1) +
                                     "-bit mantissa, int8 exponent per " + std::to_string(block);
     registry.AddPreset({name, spec, description});

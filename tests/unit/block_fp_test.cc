@@ -96,32 +96,85 @@ TEST(BlockFp, PackedLayoutW6StraddlesBytes) {
   for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(r.values[i], x[i]) << "exact, i=" << i;
 }
 
-// A maximum that is an exact power of two: floor(log2 2) + 1 = 2, unit 2^(2-7) = 2^-5, M = 64,
-// decoded exactly. (ceil(log2 2) = 1 would need M = 128 > 127 and clip 2.0 to 127/64.)
-TEST(BlockFp, PowerOfTwoMaximumIsExact) {
-  FormatPtr f = Parse("bfp8");
-  ASSERT_NE(f, nullptr);
-  const Qdq r = RunRow(*f, Block16({2.0f, -0.5f}));
+// A maximum that is an exact power of two, under the two exponent rules.
+// exp=floor1: floor(log2 2) + 1 = 2, unit 2^(2-7) = 2^-5, M = 64, decoded exactly.
+// exp=ceil (the default): ceil(log2 2) = 1, unit 2^-6, 2.0 would need M = 128 > 127 and
+// saturates to 127/64 = 1.984375; -0.5 = -32 units is exact.
+TEST(BlockFp, PowerOfTwoMaximumUnderBothExponentRules) {
+  FormatPtr floor1 = Parse("bfp:w=8,block=16,exp=floor1");
+  ASSERT_NE(floor1, nullptr);
+  const Qdq r = RunRow(*floor1, Block16({2.0f, -0.5f}));
   EXPECT_EQ(r.bytes[0], 0x02);
   EXPECT_EQ(r.bytes[1], 64);         // +2.0 = 64 * 2^-5
   EXPECT_EQ(r.bytes[2], 0x80 | 16);  // -0.5 = -16 * 2^-5
   EXPECT_EQ(r.values[0], 2.0f);
   EXPECT_EQ(r.values[1], -0.5f);
+
+  FormatPtr ceil = Parse("bfp8");
+  ASSERT_NE(ceil, nullptr);
+  const Qdq c = RunRow(*ceil, Block16({2.0f, -0.5f}));
+  EXPECT_EQ(c.bytes[0], 0x01);
+  EXPECT_EQ(c.bytes[1], 127);
+  EXPECT_EQ(c.bytes[2], 0x80 | 32);
+  EXPECT_EQ(c.values[0], 1.984375f);
+  EXPECT_EQ(c.values[1], -0.5f);
 }
 
-// Quantizing a dequantized block reproduces its bytes, also where the maximum rounds down to a
-// power of two: w=3, max 1.2 -> E = 1, unit 0.5, M = round(2.4) = 2, i.e. 1.0; re-quantizing 1.0
-// gives E = floor(0) + 1 = 1 again and the same code.
-TEST(BlockFp, RequantizingIsIdempotentWhenMaxRoundsToPowerOfTwo) {
-  FormatPtr f = Parse("bfp3");
-  ASSERT_NE(f, nullptr);
-  const Qdq once = RunRow(*f, Block16({1.2f, -0.7f, 0.3f}));
+// Re-quantizing where the maximum rounds down to a power of two: w=3, max 1.2 -> E = 1 under both
+// rules (1.2 is no power of two), unit 0.5, M = round(2.4) = 2, i.e. 1.0.
+// floor1: re-quantizing 1.0 gives E = floor(0) + 1 = 1 again and the same bytes (idempotent).
+// ceil: re-quantizing 1.0 gives E = ceil(0) = 0, unit 0.25, 1.0 saturates to 3 * 0.25 = 0.75 -
+// the documented reason Format::idempotent() is false for exp=ceil.
+TEST(BlockFp, RequantizingWhenMaxRoundsToPowerOfTwo) {
+  FormatPtr floor1 = Parse("bfp:w=3,block=16,exp=floor1");
+  ASSERT_NE(floor1, nullptr);
+  EXPECT_TRUE(floor1->idempotent());
+  const Qdq once = RunRow(*floor1, Block16({1.2f, -0.7f, 0.3f}));
   EXPECT_EQ(once.bytes[0], 0x01);
   EXPECT_EQ(once.values[0], 1.0f);
   EXPECT_EQ(once.values[1], -0.5f);  // 0.7 / 0.5 = 1.4 -> 1
   EXPECT_EQ(once.values[2], 0.5f);   // 0.3 / 0.5 = 0.6 -> 1
-  const Qdq twice = RunRow(*f, once.values);
+  const Qdq twice = RunRow(*floor1, once.values);
   EXPECT_EQ(twice.bytes, once.bytes);
+
+  FormatPtr ceil = Parse("bfp3");
+  ASSERT_NE(ceil, nullptr);
+  EXPECT_FALSE(ceil->idempotent());
+  const Qdq c1 = RunRow(*ceil, Block16({1.2f, -0.7f, 0.3f}));
+  EXPECT_EQ(c1.bytes, once.bytes);
+  const Qdq c2 = RunRow(*ceil, c1.values);
+  EXPECT_EQ(c2.bytes[0], 0x00);
+  EXPECT_EQ(c2.values[0], 0.75f);
+  EXPECT_EQ(c2.values[1], -0.5f);
+  EXPECT_EQ(c2.values[2], 0.5f);
+}
+
+// Away from power-of-two maxima the ceil rule is idempotent too: blocks whose dequantized maximum
+// is not a power of two re-quantize to the same bytes.
+TEST(BlockFp, CeilRuleIsIdempotentAwayFromPowerOfTwoMaxima) {
+  std::mt19937_64 rng(11);
+  for (const char* name : {"bfp8", "bfp6", "bfp4", "bfp3", "bfp6_b32"}) {
+    FormatPtr f = Parse(name);
+    ASSERT_NE(f, nullptr);
+    const int64_t b = f->block_size();
+    int checked = 0;
+    for (int kind = 0; kind < testing::kNumRandomKinds; ++kind) {
+      const std::vector<float> x = testing::RandomFloats(rng, static_cast<size_t>(64 * b), kind);
+      const Qdq once = RunRow(*f, x);
+      const Qdq twice = RunRow(*f, once.values);
+      for (int64_t blk = 0; blk < 64; ++blk) {
+        float max_abs = 0.0f;
+        for (int64_t i = 0; i < b; ++i) max_abs = std::max(max_abs, std::fabs(once.values[blk * b + i]));
+        int exp2 = 0;
+        if (max_abs == 0.0f || std::frexp(max_abs, &exp2) == 0.5f) continue;  // power of two
+        for (int64_t i = 0; i < b; ++i) {
+          ASSERT_EQ(twice.values[blk * b + i], once.values[blk * b + i]) << name;
+        }
+        ++checked;
+      }
+    }
+    EXPECT_GT(checked, 100) << name;
+  }
 }
 
 // Saturation at the block max: w=4, max 1.9 -> E = 1, unit 0.25, 1.9 / 0.25 = 7.6 rounds to 8,
@@ -255,10 +308,10 @@ TEST(BlockFp, PresetsSpecsAndBitsPerWeight) {
     double bits_per_weight;
   };
   for (const Case& c :
-       {Case{"bfp8", "bfp:w=8,block=16", 8.5}, Case{"bfp6", "bfp:w=6,block=16", 6.5},
-        Case{"bfp5", "bfp:w=5,block=16", 5.5}, Case{"bfp4", "bfp:w=4,block=16", 4.5},
-        Case{"bfp3", "bfp:w=3,block=16", 3.5}, Case{"bfp8_b32", "bfp:w=8,block=32", 8.25},
-        Case{"bfp6_b32", "bfp:w=6,block=32", 6.25}, Case{"bfp4_b32", "bfp:w=4,block=32", 4.25}}) {
+       {Case{"bfp8", "bfp:w=8,block=16,exp=ceil", 8.5}, Case{"bfp6", "bfp:w=6,block=16,exp=ceil", 6.5},
+        Case{"bfp5", "bfp:w=5,block=16,exp=ceil", 5.5}, Case{"bfp4", "bfp:w=4,block=16,exp=ceil", 4.5},
+        Case{"bfp3", "bfp:w=3,block=16,exp=ceil", 3.5}, Case{"bfp8_b32", "bfp:w=8,block=32,exp=ceil", 8.25},
+        Case{"bfp6_b32", "bfp:w=6,block=32,exp=ceil", 6.25}, Case{"bfp4_b32", "bfp:w=4,block=32,exp=ceil", 4.25}}) {
     FormatPtr f = Parse(c.name);
     ASSERT_NE(f, nullptr);
     EXPECT_EQ(f->spec(), c.spec);
@@ -268,15 +321,15 @@ TEST(BlockFp, PresetsSpecsAndBitsPerWeight) {
   // bfp6, block 16: 6 + 8/16 = 6.5 bits, i.e. 32 / 6.5 = 4.92x the density of float32.
   EXPECT_NEAR(32.0 / Parse("bfp6")->NominalBitsPerWeight(), 4.923, 0.001);
   // Defaults, and a block whose codes do not fill whole bytes: 3 * 7 = 21 bits -> 3 bytes + 1.
-  EXPECT_EQ(Parse("bfp")->spec(), "bfp:w=8,block=16");
+  EXPECT_EQ(Parse("bfp")->spec(), "bfp:w=8,block=16,exp=ceil");
   FormatPtr odd = Parse("bfp:block=3,w=7");
   ASSERT_NE(odd, nullptr);
-  EXPECT_EQ(odd->spec(), "bfp:w=7,block=3");
+  EXPECT_EQ(odd->spec(), "bfp:w=7,block=3,exp=ceil");
   EXPECT_EQ(odd->block_bytes(), 4);
   EXPECT_DOUBLE_EQ(odd->BitsPerWeight(1, 3), 32.0 / 3.0);
 }
 
-// Reference by search: E = the smallest integer with max|x| < 2^E (clamped), then for each element
+// Reference by search: E = the smallest integer with max|x| <= 2^E (ceil; clamped), then for each element
 // the magnitude M in 0..2^(w-1)-1 minimising |x| - M * 2^(E-w+1)|, ties to even M.
 TEST(BlockFp, MatchesBruteForceNearestSearch) {
   std::mt19937_64 rng(7);
@@ -296,7 +349,7 @@ TEST(BlockFp, MatchesBruteForceNearestSearch) {
         int e = -128;
         if (max_abs > 0.0) {
           e = -200;
-          while (!(max_abs < std::ldexp(1.0, e))) ++e;
+          while (!(max_abs <= std::ldexp(1.0, e))) ++e;
           e = std::min(std::max(e, -128), 127);
         }
         ASSERT_EQ(static_cast<int8_t>(r.bytes[blk * f->block_bytes()]), e) << name;
