@@ -18,10 +18,11 @@
 
 namespace lowbit {
 
-// How tightly quantize->dequantize reproduces its input; the consistency tests read this and the
-// per-element bound from ErrorBound(), so a tolerance lives next to the format it belongs to.
+// How tightly quantize->dequantize reproduces its input; the tests read this and the per-element
+// bound from ErrorBound(), so a tolerance lives next to the format it belongs to. (Fast kernels
+// must match a format's reference encode/decode bit for bit whatever its class.)
 enum class ToleranceClass {
-  kExact,      // fast kernels must match the reference bit for bit (all quantizers in lowbit)
+  kExact,      // lossless for every finite input (f32 storage)
   kErrorBand,  // documented per-element bound from ErrorBound()
 };
 
@@ -74,7 +75,8 @@ class Format {
 
   // Per-element bound on |x - dequantize(quantize(x))| for finite x, derived from the format's
   // definition (half a grid step at the element's scale, plus clipping where the format saturates).
-  // bound: (rows, cols). Tests check this on 10^6 random blocks.
+  // bound: (rows, cols). +Inf where no finite bound exists (an element that overflows to Inf/NaN
+  // under IEEE overflow semantics). Tests check this on 10^6 random blocks.
   virtual void ErrorBound(const float* x, int64_t rows, int64_t cols, float* bound) const = 0;
 
   // Whether quantize(dequantize(q)) reproduces q's values for every q. True for every format

@@ -8,19 +8,32 @@
 // Special values (Specials):
 //   kIeee         E all ones: M == 0 is +-Inf, M != 0 is NaN (fp16, bf16, fp8_e5m2).
 //   kOneNan       no Inf; only E and M all ones is NaN (OCP fp8_e4m3 / ml_dtypes float8_e4m3fn).
-//   kFinite       every code is a finite number (OCP fp6 / fp4; ml_dtypes float6_*fn, float4_e2m1fn).
+//   kFinite       every code is a finite number (OCP fp6 / fp4; ml_dtypes float6_*fn and
+//                 float4_e2m1fn).
 //
 // Encoding (float -> code), exact for every float input:
 //   * rounding on the value grid: kNearestEven (IEEE 754 roundTiesToEven; ml_dtypes) or
-//     kNearestAway (ties away from zero; the OCP MX reference code's default);
+//     kNearestAway (ties away from zero; the OCP MX reference code's default); with m == 0 every
+//     normal significand is the single digit 1, and a tie between two normals goes to the larger
+//     magnitude (as ml_dtypes float8_e8m0fnu does: 3 -> 4, 6 -> 8);
 //   * subnormal results are kept (gradual underflow); a result that rounds to zero keeps the sign;
 //   * overflow (the rounded magnitude exceeds the largest finite value):
 //       kSaturate : clamp to +-max finite; +-Inf also clamps; NaN stays NaN where representable;
 //       kIeee     : +-Inf for kIeee types, NaN for kOneNan types, +-max finite for kFinite types
 //                   (which is what ml_dtypes does for each of them);
 //   * NaN input: the canonical NaN (kIeee: E all ones, M = 100..0; kOneNan: all ones) with the
-//     input's sign; kFinite types have no NaN and encode NaN as -0 (code 1 << (e + m)), matching
-//     ml_dtypes. Block formats built on kFinite elements signal NaN through their scale instead.
+//     input's sign (any payload is dropped); kFinite types have no NaN: a NaN with the sign bit
+//     clear encodes as -0 (code 1 << (e + m)) and one with the sign bit set as +0 (code 0), which
+//     is exactly what ml_dtypes 0.6 does (its NaN stand-in is -0, then the input's sign is
+//     applied by XOR; checked by tests/golden/minifloat_golden_test.cc). Block formats built on
+//     kFinite elements signal NaN through their scale instead.
+// Exactness: Encode(float) and EncodeDouble(double) round the exact input value (no double
+// rounding): every grid point and midpoint is a double and the scaling below is by powers of two.
+// Decode(code) is exact in double and in float for every format lowbit builds (<= 24 significand
+// bits, exponents inside float's range).
+// Valid parameters: kIeee needs man_bits >= 1 (a NaN needs a non-zero mantissa); kOneNan needs
+// exp_bits + man_bits >= 2 (the all-ones NaN code must leave a positive finite value). The ExMy
+// family validates these before it builds a codec.
 #pragma once
 
 #include <algorithm>
@@ -55,9 +68,13 @@ class MinifloatCodec {
     const uint32_t exp_max = (1u << exp_bits_) - 1;
     const uint32_t man_max = (1u << man_bits_) - 1;
     switch (specials_) {
-      case Specials::kIeee: return ((exp_max - 1) << man_bits_) | man_max;
-      case Specials::kOneNan: return (exp_max << man_bits_) | (man_max - 1);
-      case Specials::kFinite: break;
+      case Specials::kIeee:
+        return ((exp_max - 1) << man_bits_) | man_max;
+      // The code just below the all-ones NaN (also right when man_bits == 0: E = exp_max - 1).
+      case Specials::kOneNan:
+        return ((exp_max << man_bits_) | man_max) - 1;
+      case Specials::kFinite:
+        break;
     }
     return (exp_max << man_bits_) | man_max;
   }
@@ -72,9 +89,12 @@ class MinifloatCodec {
     const uint32_t e = (code >> man_bits_) & exp_max;
     const uint32_t m = code & ((1u << man_bits_) - 1);
     switch (specials_) {
-      case Specials::kIeee: return e == exp_max && m != 0;
-      case Specials::kOneNan: return e == exp_max && m == (1u << man_bits_) - 1;
-      case Specials::kFinite: return false;
+      case Specials::kIeee:
+        return e == exp_max && m != 0;
+      case Specials::kOneNan:
+        return e == exp_max && m == (1u << man_bits_) - 1;
+      case Specials::kFinite:
+        return false;
     }
     return false;
   }
@@ -109,8 +129,8 @@ class MinifloatCodec {
     const double q = a / step;
     double r = std::floor(q);
     const double frac = q - r;
-    if (frac > 0.5 || (frac == 0.5 && (rounding == Rounding::kNearestAway ||
-                                       std::fmod(r, 2.0) != 0.0))) {
+    if (frac > 0.5 ||
+        (frac == 0.5 && (rounding == Rounding::kNearestAway || std::fmod(r, 2.0) != 0.0))) {
       r += 1.0;
     }
     return r * step;
@@ -118,16 +138,26 @@ class MinifloatCodec {
 
   uint32_t Encode(float x, Rounding rounding = Rounding::kNearestEven,
                   Overflow overflow = Overflow::kIeee) const {
+    return EncodeDouble(static_cast<double>(x), rounding, overflow);
+  }
+
+  // Same as Encode for a double input (rounded once, exactly): lets a caller encode a quotient
+  // such as x / scale without first rounding it to float.
+  uint32_t EncodeDouble(double x, Rounding rounding = Rounding::kNearestEven,
+                        Overflow overflow = Overflow::kIeee) const {
     const uint32_t sign = std::signbit(x) ? sign_mask() : 0u;
     const uint32_t exp_max = (1u << exp_bits_) - 1;
     if (std::isnan(x)) {
       switch (specials_) {
-        case Specials::kIeee: return sign | (exp_max << man_bits_) | (1u << (man_bits_ - 1));
-        case Specials::kOneNan: return sign | (exp_max << man_bits_) | ((1u << man_bits_) - 1);
-        case Specials::kFinite: return sign_mask();
+        case Specials::kIeee:
+          return sign | (exp_max << man_bits_) | (1u << (man_bits_ - 1));
+        case Specials::kOneNan:
+          return sign | (exp_max << man_bits_) | ((1u << man_bits_) - 1);
+        case Specials::kFinite:
+          return sign_mask() ^ sign;  // ml_dtypes: -0 with the sign XORed
       }
     }
-    double mag = std::isinf(x) ? INFINITY : RoundMagnitude(std::fabs(static_cast<double>(x)), rounding);
+    const double mag = std::isinf(x) ? INFINITY : RoundMagnitude(std::fabs(x), rounding);
     if (mag > max_finite()) {
       if (overflow == Overflow::kSaturate || specials_ == Specials::kFinite) {
         return sign | max_finite_code();

@@ -173,6 +173,7 @@ TEST_P(FormatProperties, AdversarialBlocksAreHandled) {
     auto r = QuantizeDequantize(f, row, 1, cols);
     f.ErrorBound(row.data(), 1, cols, bound.data());
     for (int64_t i = 0; i < cols; ++i) {
+      if (std::isinf(bound[i])) continue;  // overflows to Inf/NaN by definition
       ASSERT_LE(std::fabs(row[i] - r.values[i]), bound[i]) << "i=" << i << " x=" << row[i];
     }
   }
@@ -189,6 +190,7 @@ TEST_P(FormatProperties, ErrorBoundHoldsOnRandomBlocks) {
     auto r = QuantizeDequantize(f, x, rows, cols);
     f.ErrorBound(x.data(), rows, cols, bound.data());
     for (size_t i = 0; i < x.size(); ++i) {
+      if (std::isinf(bound[i])) continue;  // overflows to Inf/NaN by definition
       ASSERT_LE(std::fabs(static_cast<double>(x[i]) - r.values[i]), bound[i])
           << f.spec() << " kind " << kind << " element " << i << " x=" << x[i]
           << " qdq=" << r.values[i];
