@@ -20,8 +20,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
 fi
 
-python_requirements=(numpy==2.4.6 ml_dtypes==0.6.0 gguf==0.19.0)
-if ! .venv/bin/python -c "import numpy, ml_dtypes, gguf" >/dev/null 2>&1; then
+python_requirements=(numpy==2.4.6 ml_dtypes==0.6.0 gguf==0.19.0 sentencepiece==0.2.3 tokenizers==0.23.3)
+if ! .venv/bin/python -c "import numpy, ml_dtypes, gguf, sentencepiece, tokenizers" >/dev/null 2>&1; then
   echo "setup: creating .venv with ${python_requirements[*]}"
   python3 -m venv .venv
   .venv/bin/python -m pip install -q --disable-pip-version-check "${python_requirements[@]}"

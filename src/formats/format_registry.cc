@@ -121,7 +121,6 @@ void FormatRegistry::AddFamily(FamilyInfo family) {
 
 void FormatRegistry::AddPreset(PresetInfo preset) {
   LOWBIT_CHECK(FindPreset(preset.name) == nullptr);
-  LOWBIT_CHECK(FindFamily(preset.name) == nullptr);
   presets_.push_back(std::move(preset));
 }
 
@@ -189,6 +188,14 @@ const FormatRegistry& FormatRegistry::Get() {
                      p.spec.c_str(), (*f)->spec().c_str());
       }
       LOWBIT_CHECK((*f)->spec() == p.spec);
+      // A preset may carry its family's name only when it is the family's default ("nf4"), so the
+      // bare name means the same thing whichever way it is read.
+      if (const FamilyInfo* family = r->FindFamily(p.name)) {
+        auto params = SpecParams::Parse(p.name, "");
+        LOWBIT_CHECK(params.ok());
+        auto bare = family->make(*params);
+        LOWBIT_CHECK(bare.ok() && (*bare)->spec() == p.spec);
+      }
     }
     return r;
   }();

@@ -17,5 +17,7 @@ int ReportError(const Status& status);
 
 void AddFormatsCommand(CLI::App& app, int* exit_code);
 void AddQdqCommand(CLI::App& app, int* exit_code);
+void AddRunCommand(CLI::App& app, int* exit_code);
+void AddEvalCommand(CLI::App& app, int* exit_code);
 
 }  // namespace lowbit::cli

@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   int exit_code = kExitOk;
   AddFormatsCommand(app, &exit_code);
   AddQdqCommand(app, &exit_code);
+  AddRunCommand(app, &exit_code);
+  AddEvalCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

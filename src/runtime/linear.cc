@@ -1,0 +1,157 @@
+#include "runtime/linear.h"
+
+// V8 values only cross always_inline functions, so the vector-ABI note GCC prints is moot.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "runtime/thread_pool.h"
+
+namespace lowbit {
+namespace {
+
+// GCC/Clang vector extension: 8 f32 lanes. Without AVX the compiler lowers each operation to two
+// SSE operations on the same lanes, so both paths compute identical bits.
+typedef float V8 __attribute__((vector_size(32)));
+
+#define LOWBIT_INLINE inline __attribute__((always_inline))
+
+LOWBIT_INLINE V8 Load8(const float* p) {
+  V8 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// Adds the tail elements k0..n-1 into their lanes (k mod 8, as if the vector loop went on) and
+// reduces the lanes with the fixed tree.
+LOWBIT_INLINE float Finish(V8 acc, const float* x, const float* w, int64_t k0, int64_t n) {
+  float lane[8];
+  std::memcpy(lane, &acc, sizeof(lane));
+  for (int64_t k = k0; k < n; ++k) lane[k - k0] += x[k] * w[k];
+  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
+// y[t * ldy + r] = dot(x row t, w row r) for MT tokens x MR rows; x and w rows have length n.
+template <int MT, int MR>
+LOWBIT_INLINE void Block(const float* x, const float* w, int64_t n, float* y, int64_t ldy) {
+  V8 acc[MT][MR];
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < MR; ++r) acc[t][r] = V8{0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    V8 wv[MR];
+    for (int r = 0; r < MR; ++r) wv[r] = Load8(w + r * n + k);
+    for (int t = 0; t < MT; ++t) {
+      const V8 xv = Load8(x + t * n + k);
+      for (int r = 0; r < MR; ++r) acc[t][r] += xv * wv[r];
+    }
+  }
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < MR; ++r) y[t * ldy + r] = Finish(acc[t][r], x + t * n, w + r * n, k, n);
+}
+
+// y: (n_tokens, ldy) columns [0, n_rows) = x: (n_tokens, n) . w: (n_rows, n)^T.
+template <int MT, int MR>
+LOWBIT_INLINE void TileImpl(const float* x, int64_t n_tokens, int64_t n, const float* w,
+                            int64_t n_rows, float* y, int64_t ldy) {
+  int64_t t = 0;
+  for (; t + MT <= n_tokens; t += MT) {
+    int64_t r = 0;
+    for (; r + MR <= n_rows; r += MR) Block<MT, MR>(x + t * n, w + r * n, n, y + t * ldy + r, ldy);
+    for (; r < n_rows; ++r) Block<MT, 1>(x + t * n, w + r * n, n, y + t * ldy + r, ldy);
+  }
+  for (; t < n_tokens; ++t) {
+    int64_t r = 0;
+    for (; r + MR <= n_rows; r += MR) Block<1, MR>(x + t * n, w + r * n, n, y + t * ldy + r, ldy);
+    for (; r < n_rows; ++r) Block<1, 1>(x + t * n, w + r * n, n, y + t * ldy + r, ldy);
+  }
+}
+
+// Register blocking: 4 tokens x 2 rows = 8 accumulators fits the 16 ymm registers of AVX2; the
+// generic path (2 xmm per V8) uses 2 x 2.
+__attribute__((target("avx2"))) void TileAvx2(const float* x, int64_t n_tokens, int64_t n,
+                                              const float* w, int64_t n_rows, float* y,
+                                              int64_t ldy) {
+  TileImpl<4, 2>(x, n_tokens, n, w, n_rows, y, ldy);
+}
+
+void TileGeneric(const float* x, int64_t n_tokens, int64_t n, const float* w, int64_t n_rows,
+                 float* y, int64_t ldy) {
+  TileImpl<2, 2>(x, n_tokens, n, w, n_rows, y, ldy);
+}
+
+__attribute__((target("avx2"))) float DotAvx2(const float* a, const float* b, int64_t n) {
+  float y;
+  Block<1, 1>(a, b, n, &y, 1);
+  return y;
+}
+
+float DotGeneric(const float* a, const float* b, int64_t n) {
+  float y;
+  Block<1, 1>(a, b, n, &y, 1);
+  return y;
+}
+
+using TileFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t);
+using DotFn = float (*)(const float*, const float*, int64_t);
+
+struct Kernels {
+  TileFn tile;
+  DotFn dot;
+  const char* name;
+};
+
+// Resolved once: the CPU feature check never runs inside a loop.
+const Kernels& GetKernels() {
+  static const Kernels kernels = [] {
+    const char* isa = std::getenv("LOWBIT_ISA");
+    const bool force_scalar = isa != nullptr && std::string(isa) == "scalar";
+    if (!force_scalar && __builtin_cpu_supports("avx2")) {
+      return Kernels{&TileAvx2, &DotAvx2, "avx2"};
+    }
+    return Kernels{&TileGeneric, &DotGeneric, "generic"};
+  }();
+  return kernels;
+}
+
+}  // namespace
+
+const char* LinearKernelName() { return GetKernels().name; }
+
+float Dot(const float* a, const float* b, int64_t n) { return GetKernels().dot(a, b, n); }
+
+void ReadRow(const WeightView& w, int64_t row, float* out) {
+  LOWBIT_CHECK(row >= 0 && row < w.rows);
+  if (w.is_f32()) {
+    std::memcpy(out, w.data + 4 * row * w.cols, sizeof(float) * static_cast<size_t>(w.cols));
+  } else {
+    w.format->DequantizeRows(w.data, w.rows, w.cols, row, row + 1, out);
+  }
+}
+
+void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
+  LOWBIT_CHECK(w.data != nullptr && w.rows > 0 && w.cols > 0 && n_tokens > 0);
+  const Kernels& kernels = GetKernels();
+  const int64_t n_tiles = (w.rows + kTileRows - 1) / kTileRows;
+  pool.ParallelFor(n_tiles, [&](int64_t tile, int /*thread*/) {
+    const int64_t r0 = tile * kTileRows;
+    const int64_t r1 = std::min(w.rows, r0 + kTileRows);
+    const float* wt;
+    if (w.is_f32()) {
+      wt = reinterpret_cast<const float*>(w.data) + r0 * w.cols;
+    } else {
+      // Per-thread buffer for one dequantized tile: kTileRows * cols floats, reused across calls.
+      thread_local std::vector<float> buffer;
+      buffer.resize(static_cast<size_t>(kTileRows * w.cols));
+      w.format->DequantizeRows(w.data, w.rows, w.cols, r0, r1, buffer.data());
+      wt = buffer.data();
+    }
+    kernels.tile(x, n_tokens, w.cols, wt, r1 - r0, y + r0, w.rows);
+  });
+}
+
+}  // namespace lowbit

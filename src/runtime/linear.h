@@ -1,0 +1,36 @@
+// Matrix products of the runtime, written once for every storage format.
+//
+// Linear computes y = x . W^T for W in any Format: rows of W are dequantized a tile at a time
+// (kTileRows rows) into a per-thread f32 buffer via Format::DequantizeRows, f32 matrices are read
+// in place, and each output is an f32 dot product in ONE fixed order:
+//   lane l (0..7) accumulates x[k] * w[k] for k = l, l + 8, l + 16, ... (k < cols), in increasing
+//   k; then y = ((lane0 + lane4) + (lane1 + lane5)) + ((lane2 + lane6) + (lane3 + lane7)).
+// Every product and sum is an IEEE f32 operation (no FMA contraction, no -ffast-math), so the
+// result does not depend on the thread count, the tile a row falls into, how many tokens are
+// multiplied at once, or the instruction set (the AVX2 path runs the same operations 8 lanes wide).
+#pragma once
+
+#include <cstdint>
+
+#include "lowbit/model.h"
+
+namespace lowbit {
+
+class ThreadPool;
+
+constexpr int64_t kTileRows = 32;
+
+// y: (n_tokens, w.rows) = x: (n_tokens, w.cols) . W^T, rows split across the pool's threads.
+void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+
+// out: (cols) = row `row` of W as f32 (embedding lookup).
+void ReadRow(const WeightView& w, int64_t row, float* out);
+
+// The dot product with exactly the accumulation order documented above.
+float Dot(const float* a, const float* b, int64_t n);
+
+// Name of the kernel path chosen at first use: "avx2" or "generic" (LOWBIT_ISA=scalar forces
+// "generic"; both give identical bits).
+const char* LinearKernelName();
+
+}  // namespace lowbit

@@ -1,0 +1,180 @@
+// Hugging Face checkpoint folder loader: config.json + model.safetensors (or a sharded index),
+// for LlamaForCausalLM ("llama") and Qwen2ForCausalLM ("qwen2").
+//
+// Tensor names (transformers' modeling_llama / modeling_qwen2), shapes in numpy order (out, in):
+//   model.embed_tokens.weight                         (vocab, dim)
+//   model.layers.N.input_layernorm.weight             (dim)
+//   model.layers.N.self_attn.{q,k,v,o}_proj.weight    q: (n_heads*hd, dim), k/v: (n_kv*hd, dim),
+//                                                     o: (dim, n_heads*hd); q/k/v .bias with qkv
+//                                                     bias
+//   model.layers.N.post_attention_layernorm.weight    (dim)
+//   model.layers.N.mlp.{gate,up,down}_proj.weight     gate/up: (hidden, dim), down: (dim, hidden)
+//   model.norm.weight                                 (dim)
+//   lm_head.weight                                    (vocab, dim), absent when tied
+// HF keeps q/k rows in their original order, so RoPE pairs are (i, i + head_dim/2): kNeox.
+// F32 tensors are used in place; F16/BF16 go through the float family's DequantizeRows.
+#include <cstring>
+
+#include "lowbit/hf_config.h"
+#include "lowbit/model.h"
+#include "lowbit/safetensors.h"
+
+namespace lowbit {
+namespace {
+
+class HfReader {
+ public:
+  HfReader(const SafetensorsModel& st, std::string dir) : st_(st), dir_(std::move(dir)) {}
+
+  Result<WeightView> Matrix(const std::string& name, int64_t rows, int64_t cols) const {
+    LOWBIT_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Find(name));
+    if (t->shape.size() != 2 || t->rows != rows || t->cols != cols) {
+      return DataLoss(dir_ + ": tensor '" + name + "' has shape " + Shape(*t) + ", expected [" +
+                      std::to_string(rows) + ", " + std::to_string(cols) + "]");
+    }
+    WeightView w;
+    w.name = name;
+    w.rows = rows;
+    w.cols = cols;
+    w.data = t->data;
+    if (t->dtype == SafetensorsDtype::kF32) {
+      if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) != 0) {
+        return DataLoss(dir_ + ": f32 tensor '" + name + "' is not 4-byte aligned");
+      }
+    } else if (t->format != nullptr) {
+      w.format = t->format;
+    } else {
+      return Unimplemented(dir_ + ": tensor '" + name + "' has dtype " +
+                           std::string(SafetensorsDtypeName(t->dtype)) +
+                           "; lowbit reads F32, F16 and BF16 checkpoints");
+    }
+    return w;
+  }
+
+  Result<std::vector<float>> Vector(const std::string& name, int64_t n) const {
+    LOWBIT_ASSIGN_OR_RETURN(const SafetensorsTensor* t, Find(name));
+    if (t->shape.size() != 1 || t->cols != n) {
+      return DataLoss(dir_ + ": tensor '" + name + "' has shape " + Shape(*t) + ", expected [" +
+                      std::to_string(n) + "]");
+    }
+    std::vector<float> v(static_cast<size_t>(n));
+    if (t->dtype == SafetensorsDtype::kF32) {
+      std::memcpy(v.data(), t->data, 4 * static_cast<size_t>(n));
+    } else if (t->format != nullptr) {
+      t->format->DequantizeRows(t->data, 1, n, 0, 1, v.data());
+    } else {
+      return Unimplemented(dir_ + ": tensor '" + name + "' has dtype " +
+                           std::string(SafetensorsDtypeName(t->dtype)));
+    }
+    return v;
+  }
+
+  bool Has(const std::string& name) const { return st_.FindTensor(name) != nullptr; }
+
+ private:
+  Result<const SafetensorsTensor*> Find(const std::string& name) const {
+    const SafetensorsTensor* t = st_.FindTensor(name);
+    if (t == nullptr) return NotFound(dir_ + ": tensor '" + name + "' not found");
+    return t;
+  }
+  static std::string Shape(const SafetensorsTensor& t) {
+    std::string s = "[";
+    for (size_t i = 0; i < t.shape.size(); ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
+    return s + "]";
+  }
+  const SafetensorsModel& st_;
+  std::string dir_;
+};
+
+Result<LlamaConfig> ConfigFromHf(const HfConfig& hf, const std::string& dir) {
+  LlamaConfig c;
+  if (hf.model_type != "llama" && hf.model_type != "qwen2") {
+    return Unimplemented(dir + "/config.json: model_type '" + hf.model_type +
+                         "', lowbit runs 'llama' and 'qwen2'");
+  }
+  if (hf.hidden_act != "silu") {
+    return Unimplemented(dir + "/config.json: hidden_act '" + hf.hidden_act +
+                         "', lowbit's feed-forward is SwiGLU (silu)");
+  }
+  c.architecture = hf.model_type;
+  c.dim = hf.hidden_size;
+  c.hidden_dim = hf.intermediate_size;
+  c.n_layers = hf.num_hidden_layers;
+  c.n_heads = hf.num_attention_heads;
+  c.n_kv_heads = hf.num_key_value_heads > 0 ? hf.num_key_value_heads : hf.num_attention_heads;
+  c.head_dim = hf.head_dim > 0 ? hf.head_dim : hf.hidden_size / hf.num_attention_heads;
+  c.rope_dim = c.head_dim;
+  c.vocab_size = hf.vocab_size;
+  c.context_length = hf.max_position_embeddings;
+  c.rope_theta = hf.rope_theta;
+  c.rope_layout = RopeLayout::kNeox;
+  c.rms_eps = static_cast<float>(hf.rms_norm_eps);
+  c.qkv_bias = hf.attention_bias;
+  if (hf.rope_scaling.has_value()) {
+    const RopeScaling& s = *hf.rope_scaling;
+    if (s.type == "linear") {
+      c.rope_scaling.type = RopeScalingType::kLinear;
+      c.rope_scaling.factor = s.factor;
+    } else if (s.type == "llama3") {
+      c.rope_scaling.type = RopeScalingType::kLlama3;
+      c.rope_scaling.factor = s.factor;
+      c.rope_scaling.low_freq_factor = s.low_freq_factor;
+      c.rope_scaling.high_freq_factor = s.high_freq_factor;
+      c.rope_scaling.original_context_length = s.original_max_position_embeddings;
+    } else if (s.type != "default" && !s.type.empty()) {
+      return Unimplemented(dir + "/config.json: rope_scaling type '" + s.type +
+                           "' is not supported (linear, llama3)");
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+Result<LlamaModel> LoadFromHfFolder(const std::string& dir) {
+  LOWBIT_ASSIGN_OR_RETURN(const HfConfig hf, LoadHfConfig(dir));
+  LlamaModel m;
+  LOWBIT_ASSIGN_OR_RETURN(m.config, ConfigFromHf(hf, dir));
+  LOWBIT_ASSIGN_OR_RETURN(SafetensorsModel opened, SafetensorsModel::Open(dir));
+  auto st = std::make_shared<const SafetensorsModel>(std::move(opened));
+  const HfReader r(*st, dir);
+  LlamaConfig& c = m.config;
+  c.tied_embeddings = hf.tie_word_embeddings || !r.Has("lm_head.weight");
+  if (Status s = c.Validate(); !s.ok()) return DataLoss(dir + "/config.json: " + s.message());
+
+  const int64_t dim = c.dim, q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+  const int64_t hidden = c.hidden_dim;
+  LOWBIT_ASSIGN_OR_RETURN(m.token_embedding,
+                          r.Matrix("model.embed_tokens.weight", c.vocab_size, dim));
+  m.layers.resize(static_cast<size_t>(c.n_layers));
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    LayerWeights& w = m.layers[static_cast<size_t>(l)];
+    const std::string b = "model.layers." + std::to_string(l) + ".";
+    LOWBIT_ASSIGN_OR_RETURN(w.attn_norm, r.Vector(b + "input_layernorm.weight", dim));
+    LOWBIT_ASSIGN_OR_RETURN(w.wq, r.Matrix(b + "self_attn.q_proj.weight", q_dim, dim));
+    LOWBIT_ASSIGN_OR_RETURN(w.wk, r.Matrix(b + "self_attn.k_proj.weight", kv_dim, dim));
+    LOWBIT_ASSIGN_OR_RETURN(w.wv, r.Matrix(b + "self_attn.v_proj.weight", kv_dim, dim));
+    LOWBIT_ASSIGN_OR_RETURN(w.wo, r.Matrix(b + "self_attn.o_proj.weight", dim, q_dim));
+    if (c.qkv_bias) {
+      LOWBIT_ASSIGN_OR_RETURN(w.bq, r.Vector(b + "self_attn.q_proj.bias", q_dim));
+      LOWBIT_ASSIGN_OR_RETURN(w.bk, r.Vector(b + "self_attn.k_proj.bias", kv_dim));
+      LOWBIT_ASSIGN_OR_RETURN(w.bv, r.Vector(b + "self_attn.v_proj.bias", kv_dim));
+    }
+    LOWBIT_ASSIGN_OR_RETURN(w.ffn_norm, r.Vector(b + "post_attention_layernorm.weight", dim));
+    LOWBIT_ASSIGN_OR_RETURN(w.w_gate, r.Matrix(b + "mlp.gate_proj.weight", hidden, dim));
+    LOWBIT_ASSIGN_OR_RETURN(w.w_up, r.Matrix(b + "mlp.up_proj.weight", hidden, dim));
+    LOWBIT_ASSIGN_OR_RETURN(w.w_down, r.Matrix(b + "mlp.down_proj.weight", dim, hidden));
+  }
+  LOWBIT_ASSIGN_OR_RETURN(m.output_norm, r.Vector("model.norm.weight", dim));
+  if (c.tied_embeddings) {
+    m.output = m.token_embedding;
+  } else {
+    LOWBIT_ASSIGN_OR_RETURN(m.output, r.Matrix("lm_head.weight", c.vocab_size, dim));
+  }
+  m.source = dir;
+  m.source_kind = "hf";
+  m.storage = st;
+  return m;
+}
+
+}  // namespace lowbit
