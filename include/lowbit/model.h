@@ -140,6 +140,12 @@ struct LoadedModel {
 Result<LoadedModel> LoadModelWithTokenizer(const std::string& path,
                                            const std::string& tokenizer_path = "");
 
+// Round-to-nearest quantization of every matrix of `model` (token embedding, the seven linear
+// layers of each block, an untied classifier) into `format`, calibration-free; norms and biases
+// stay f32. Each tensor is decoded alone (never the whole model at once) and quantized from f32;
+// the packed copies are owned by the returned model (which also keeps `model`'s storage alive).
+Result<LlamaModel> QuantizeModelWeights(const LlamaModel& model, const FormatPtr& format);
+
 struct SessionOptions {
   int64_t max_tokens = 0;  // KV cache length; 0 -> min(config.context_length, 4096) (>= 1)
   int n_threads = 2;       // threads in total, the caller included

@@ -103,6 +103,23 @@ TEST_F(CliRuntime, EvalJsonAndReferenceLogitsFile) {
   EXPECT_EQ(live["ppl_ratio"].get<double>(), 1.0);
 }
 
+// --weights quantizes in memory: q8_0 stays close to f32, q4_0 diverges more, and both differ.
+TEST_F(CliRuntime, WeightsOptionQuantizesInMemory) {
+  const std::string base = "eval -m " + bin_ + " --text " + text_ +
+                           " --ctx 128 --chunks 3 --json -q --reference " + bin_ + " --weights ";
+  CliRun q8 = RunCli(base + "q8_0");
+  ASSERT_EQ(q8.exit_code, 0);
+  CliRun q4 = RunCli(base + "q4_0");
+  ASSERT_EQ(q4.exit_code, 0);
+  const nlohmann::json a = nlohmann::json::parse(q8.out), b = nlohmann::json::parse(q4.out);
+  EXPECT_GT(a["kld_mean"].get<double>(), 0.0);
+  EXPECT_LT(a["kld_mean"].get<double>(), 0.01);
+  EXPECT_GT(b["kld_mean"].get<double>(), 5 * a["kld_mean"].get<double>());
+  EXPECT_LT(b["top1_agreement"].get<double>(), a["top1_agreement"].get<double>());
+  EXPECT_EQ(RunCli(base + "no_such_format").exit_code, 2);
+  EXPECT_EQ(RunCli(base + "q4_k").exit_code, 2);  // decode-only: not a quantization target
+}
+
 TEST_F(CliRuntime, BadInputExitsWith2) {
   EXPECT_EQ(RunCli("run --model /nonexistent.gguf").exit_code, 2);
   EXPECT_EQ(RunCli("eval --model " + bin_ + " --text /nonexistent.txt").exit_code, 2);

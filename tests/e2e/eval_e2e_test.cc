@@ -34,40 +34,14 @@ std::vector<int32_t> TextTokens(size_t n_chars) {
   return (*tok)->Encode(text.substr(0, n_chars), true);
 }
 
-// A copy of `m` whose matrices are quantized to `format` (real quantize -> packed bytes, decoded
-// tile by tile at run time). The packed buffers live in the model's storage.
+// `m` with its matrices quantized to `spec` (QuantizeModelWeights: real packed bytes, decoded tile
+// by tile at run time).
 LlamaModel Quantized(const LlamaModel& m, const std::string& spec) {
   Result<FormatPtr> format = ParseFormat(spec);
   EXPECT_TRUE(format.ok()) << format.status().ToString();
-  struct Holder {
-    std::shared_ptr<const void> base;
-    std::vector<std::vector<uint8_t>> buffers;
-  };
-  auto holder = std::make_shared<Holder>();
-  holder->base = m.storage;
-  LlamaModel q = m;
-  auto quantize = [&](WeightView& w) {
-    EXPECT_TRUE(w.is_f32());
-    std::vector<uint8_t> packed(static_cast<size_t>((*format)->PackedBytes(w.rows, w.cols)));
-    EXPECT_TRUE(
-        (*format)
-            ->Quantize(reinterpret_cast<const float*>(w.data), w.rows, w.cols, packed.data())
-            .ok());
-    holder->buffers.push_back(std::move(packed));
-    w.format = *format;
-    w.data = holder->buffers.back().data();
-  };
-  quantize(q.token_embedding);
-  for (LayerWeights& l : q.layers) {
-    for (WeightView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) quantize(*w);
-  }
-  if (q.config.tied_embeddings) {
-    q.output = q.token_embedding;
-  } else {
-    quantize(q.output);
-  }
-  q.storage = holder;
-  return q;
+  Result<LlamaModel> q = QuantizeModelWeights(m, *format);
+  EXPECT_TRUE(q.ok()) << q.status().ToString();
+  return std::move(q).value();
 }
 
 LlamaModel LoadBin() {

@@ -4,6 +4,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <string>
+
+#include "lowbit/model.h"
 #include "lowbit/status.h"
 
 namespace lowbit::cli {
@@ -14,6 +17,10 @@ constexpr int kExitBadInput = 2;
 
 // Prints "lowbit: <message>" to stderr and returns the exit code for the status.
 int ReportError(const Status& status);
+
+// For --weights SPEC: replaces model's matrices by their round-to-nearest quantization into SPEC
+// (no-op for an empty spec).
+Status QuantizeModelInPlace(const std::string& spec, LlamaModel& model);
 
 void AddFormatsCommand(CLI::App& app, int* exit_code);
 void AddQdqCommand(CLI::App& app, int* exit_code);

@@ -25,6 +25,7 @@ namespace {
 
 struct EvalCliOptions {
   std::string model;
+  std::string weights;  // optional format spec: quantize --model's matrices in memory (RTN)
   std::string tokenizer;
   std::string text;
   int64_t ctx = 512;
@@ -90,6 +91,7 @@ class Progress {
 int RunEval(EvalCliOptions o) {
   Result<LoadedModel> loaded = LoadModelWithTokenizer(o.model, o.tokenizer);
   if (!loaded.ok()) return ReportError(loaded.status());
+  if (Status st = QuantizeModelInPlace(o.weights, loaded->model); !st.ok()) return ReportError(st);
   const Tokenizer& tokenizer = *loaded->tokenizer;
 
   std::unique_ptr<LogitsFileReader> reference_file;
@@ -190,6 +192,9 @@ void AddEvalCommand(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<EvalCliOptions>();
   cmd->add_option("--model,-m", o->model, "Model path (.gguf, llama2.c .bin, HF folder)")
       ->required();
+  cmd->add_option("--weights,-w", o->weights,
+                  "Quantize the model's matrices to this format in memory first (round to nearest; "
+                  "see `lowbit formats`)");
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: the model's own)");
   cmd->add_option("--text,-f", o->text, "Text file to evaluate on")->required();
   CLI::Option* ctx = cmd->add_option("--ctx,-c", o->ctx, "Tokens per chunk")

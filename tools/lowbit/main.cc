@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "lowbit/format_registry.h"
 
 namespace lowbit::cli {
 
@@ -14,6 +15,16 @@ int ReportError(const Status& status) {
     case StatusCode::kUnimplemented: return kExitBadInput;
     default: return kExitFailure;
   }
+}
+
+Status QuantizeModelInPlace(const std::string& spec, LlamaModel& model) {
+  if (spec.empty()) return Status::Ok();
+  Result<FormatPtr> format = ParseFormat(spec);
+  if (!format.ok()) return format.status();
+  Result<LlamaModel> quantized = QuantizeModelWeights(model, *format);
+  if (!quantized.ok()) return quantized.status();
+  model = std::move(quantized).value();
+  return Status::Ok();
 }
 
 }  // namespace lowbit::cli

@@ -19,6 +19,7 @@ namespace {
 
 struct RunOptions {
   std::string model;
+  std::string weights;  // optional format spec: quantize the matrices in memory (RTN)
   std::string tokenizer;
   std::string prompt;
   int64_t n_tokens = 256;
@@ -33,6 +34,7 @@ struct RunOptions {
 int RunGenerate(const RunOptions& o) {
   Result<LoadedModel> loaded = LoadModelWithTokenizer(o.model, o.tokenizer);
   if (!loaded.ok()) return ReportError(loaded.status());
+  if (Status st = QuantizeModelInPlace(o.weights, loaded->model); !st.ok()) return ReportError(st);
   const LlamaModel& model = loaded->model;
   const Tokenizer& tokenizer = *loaded->tokenizer;
   if (o.verbose) {
@@ -111,6 +113,8 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
                                      "Hugging Face folder)");
   auto o = std::make_shared<RunOptions>();
   cmd->add_option("--model,-m", o->model, "Model path")->required();
+  cmd->add_option("--weights,-w", o->weights,
+                  "Quantize the model's matrices to this format in memory first (round to nearest)");
   cmd->add_option("--tokenizer", o->tokenizer,
                   "Tokenizer file (llama2.c .bin or tokenizer.json); default: the model's own, or "
                   "tokenizer.bin / tok<vocab>.bin next to a llama2.c model");
