@@ -12,7 +12,7 @@ data=${LOWBIT_DATA_DIR:-../shared/data}
 
 $lowbit formats
 echo
-$lowbit run --model "$model" -p "Once upon a time" -n 64
+$lowbit run --model "$model" -p "Once upon a time" -n 64 --temp 0
 echo
 chunks=${LOWBIT_CHUNKS:-20}
 chunk_args=()

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -133,6 +134,26 @@ TEST_F(CliRuntime, BadInputExitsWith2) {
             2);
   EXPECT_EQ(RunCli("run --model " + bin_ + " -n 600").exit_code, 2);  // beyond seq_len 512
   EXPECT_EQ(RunCli("run --model " + bin_ + " --tokenizer " + text_).exit_code, 2);
+}
+
+// Malformed model files reach the user as a message and exit code 2, never a crash: the GGUF cut
+// inside its header, inside its tensor data, and with a bad magic.
+TEST_F(CliRuntime, MalformedGgufExitsWith2) {
+  const std::vector<uint8_t> bytes = lowbit::testing::ReadFileBytes(gguf_);
+  ASSERT_GT(bytes.size(), 100000u);
+  const std::string path = logits_ + ".gguf";
+  auto write = [&](std::vector<uint8_t> b) {
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), b.size());
+  };
+  for (size_t cut : {size_t{7}, size_t{2000}, bytes.size() - 1000}) {
+    write(std::vector<uint8_t>(bytes.begin(), bytes.begin() + cut));
+    EXPECT_EQ(RunCli("run --model " + path + " -n 4").exit_code, 2) << "cut at " << cut;
+  }
+  std::vector<uint8_t> bad_magic = bytes;
+  bad_magic[0] = 'X';
+  write(bad_magic);
+  EXPECT_EQ(RunCli("eval --model " + path + " --text " + text_).exit_code, 2);
+  std::filesystem::remove(path);
 }
 
 }  // namespace
