@@ -31,19 +31,30 @@ inline int64_t TestCols(const Format& f, bool tail) {
 }
 
 struct QdqResult {
-  std::vector<uint8_t> packed;
-  std::vector<float> values;
+  std::vector<uint8_t> bytes;  // the packed tensor
+  std::vector<float> values;   // its dequantization
 };
 
 inline QdqResult QuantizeDequantize(const Format& f, const std::vector<float>& x, int64_t rows,
                                     int64_t cols) {
   QdqResult r;
-  r.packed.resize(static_cast<size_t>(f.PackedBytes(rows, cols)));
-  Status st = f.Quantize(x.data(), rows, cols, r.packed.data());
+  r.bytes.resize(static_cast<size_t>(f.PackedBytes(rows, cols)));
+  Status st = f.Quantize(x.data(), rows, cols, r.bytes.data());
   EXPECT_TRUE(st.ok()) << f.spec() << ": " << st.message();
   r.values.resize(x.size());
-  f.Dequantize(r.packed.data(), rows, cols, r.values.data());
+  f.Dequantize(r.bytes.data(), rows, cols, r.values.data());
   return r;
+}
+
+// One row: quantize -> dequantize.
+inline QdqResult RunRow(const Format& f, const std::vector<float>& x) {
+  return QuantizeDequantize(f, x, 1, static_cast<int64_t>(x.size()));
+}
+
+// A 16-element block: head, then zeros.
+inline std::vector<float> Block16(std::vector<float> head) {
+  head.resize(16, 0.0f);
+  return head;
 }
 
 // Float equality for test purposes: equal values (+0 == -0), or both NaN.

@@ -14,36 +14,17 @@
 #include <vector>
 
 #include "lowbit/format_registry.h"
+#include "format_test_util.h"
 #include "test_support.h"
 
 namespace lowbit {
 namespace {
 
-FormatPtr Parse(const std::string& spec) {
-  auto f = ParseFormat(spec);
-  EXPECT_TRUE(f.ok()) << spec << ": " << f.status().message();
-  return f.ok() ? *f : nullptr;
-}
+using Qdq = testing::QdqResult;
+using testing::Block16;
+using testing::RunRow;
 
-struct Qdq {
-  std::vector<uint8_t> bytes;
-  std::vector<float> values;
-};
-
-Qdq RunRow(const Format& f, const std::vector<float>& x) {
-  Qdq r;
-  const int64_t cols = static_cast<int64_t>(x.size());
-  r.bytes.resize(static_cast<size_t>(f.PackedBytes(1, cols)));
-  EXPECT_TRUE(f.Quantize(x.data(), 1, cols, r.bytes.data()).ok());
-  r.values.resize(x.size());
-  f.Dequantize(r.bytes.data(), 1, cols, r.values.data());
-  return r;
-}
-
-std::vector<float> Block16(std::vector<float> head) {
-  head.resize(16, 0.0f);
-  return head;
-}
+FormatPtr Parse(const std::string& spec) { return testing::MustParse(spec); }
 
 // bm8 = E4M3 elements, bias 7, every code finite: top binade exponent emax = 15 - 7 = 8, largest
 // element 1.875 * 2^8 = 480, smallest normal 2^-6, smallest subnormal 2^-9.

@@ -128,7 +128,7 @@ TEST_P(FormatProperties, TailsMatchZeroPadding) {
     auto full = QuantizeDequantize(f, x, 1, padded);
     std::vector<float> head(x.begin(), x.begin() + n);
     auto part = QuantizeDequantize(f, head, 1, n);
-    EXPECT_EQ(part.packed.size(), full.packed.size());
+    EXPECT_EQ(part.bytes.size(), full.bytes.size());
     for (int64_t i = 0; i < n; ++i) {
       ASSERT_TRUE(SameValue(part.values[i], full.values[i])) << "n=" << n << " i=" << i;
     }
