@@ -16,6 +16,8 @@
 // input can have), so it saturates exactly like a huge finite value.
 #pragma once
 
+#include "formats/error_bound_math.h"
+
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -95,11 +97,6 @@ inline double RoundHalfEven(double q) {
   return r;
 }
 
-// Smallest float >= d (d finite, non-negative): an error bound must never round below the error.
-inline float RoundUpToFloat(double d) {
-  float f = static_cast<float>(d);
-  if (static_cast<double>(f) < d) f = std::nextafter(f, std::numeric_limits<float>::infinity());
-  return f;
-}
+using ::lowbit::RoundUpToFloat;
 
 }  // namespace lowbit::block_shared

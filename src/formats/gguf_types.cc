@@ -68,6 +68,7 @@
 #include <vector>
 
 #include "formats/block_format.h"
+#include "formats/error_bound_math.h"
 #include "formats/families.h"
 #include "formats/gguf_kquants.h"
 #include "formats/minifloat_codec.h"
@@ -128,13 +129,6 @@ float SignedAbsMax(const std::array<float, kQk>& x) {
   return x[best];
 }
 
-// Rounds a double bound up to the next float so that narrowing never makes it smaller.
-float RoundUp(double b) {
-  float f = static_cast<float>(b);
-  if (static_cast<double>(f) < b) f = std::nextafter(f, kInfBound);
-  return f;
-}
-
 // Packs 32 codes (< 16 each, or < 32 with the 5th bit split off into qh) in ggml's nibble order.
 void PackNibbles(const uint8_t* q, uint8_t* qs) {
   for (int j = 0; j < 16; ++j) {
@@ -175,11 +169,11 @@ void BoundQ8_0(const float* in, float* bound) {
   for (int j = 0; j < kQk; ++j) {
     const double ax = std::fabs(static_cast<double>(x[j]));
     if (big_d == 0.0) {
-      bound[j] = RoundUp(ax);  // q * 0 = 0
+      bound[j] = RoundUpToFloat(ax);  // q * 0 = 0
       continue;
     }
     const double q_max = std::min(127.0, ax / d + 0.5001);
-    bound[j] = RoundUp(d * (0.5 + 1e-4) + q_max * std::fabs(d - big_d));
+    bound[j] = RoundUpToFloat(d * (0.5 + 1e-4) + q_max * std::fabs(d - big_d));
   }
 }
 
@@ -228,13 +222,13 @@ void BoundSymmetric(const float* in, float* bound) {
   for (int j = 0; j < kQk; ++j) {
     const double xj = x[j];
     if (d == 0.0 || big_d == 0.0) {
-      bound[j] = RoundUp(std::fabs(xj));  // every element decodes to (q - N) * 0
+      bound[j] = RoundUpToFloat(std::fabs(xj));  // every element decodes to (q - N) * 0
       continue;
     }
     const double v = xj / d;
     const double steps = std::max(0.5, v - (kN - 1)) + 1e-4;
     const double q_max = std::min<double>(kN, std::fabs(v) + 0.5001);
-    bound[j] = RoundUp(std::fabs(d) * steps + q_max * std::fabs(d - big_d));
+    bound[j] = RoundUpToFloat(std::fabs(d) * steps + q_max * std::fabs(d - big_d));
   }
 }
 
@@ -309,10 +303,10 @@ void BoundAsymmetric(const float* in, float* bound) {
     if (std::isinf(d)) {
       bound[j] = kInfBound;  // max - min overflows float32 (|x| ~ 1e38): no useful bound
     } else if (d == 0.0 || big_d == 0.0) {
-      bound[j] = RoundUp(above_min + min_err);  // every element decodes to q * 0 + M = M
+      bound[j] = RoundUpToFloat(above_min + min_err);  // every element decodes to q * 0 + M = M
     } else {
       const double q_max = std::min<double>(kLevels, above_min / d + 0.5001);
-      bound[j] = RoundUp(d * (0.5 + 1e-4) + q_max * std::fabs(d - big_d) + min_err +
+      bound[j] = RoundUpToFloat(d * (0.5 + 1e-4) + q_max * std::fabs(d - big_d) + min_err +
                          std::ldexp(kLevels * std::fabs(big_d) + std::fabs(big_m), -23));
     }
   }
@@ -380,7 +374,7 @@ void BoundMxfp4(const float* in, float* bound) {
     const double ax = std::fabs(static_cast<double>(x[j]));
     const double a = ax / d;
     const double steps = a <= 4.0 ? 0.5 : a <= 8.0 ? 1.0 : a <= 12.0 ? 2.0 : a - 12.0;
-    bound[j] = RoundUp(steps * d + 1e-6 * (ax + d));
+    bound[j] = RoundUpToFloat(steps * d + 1e-6 * (ax + d));
   }
 }
 

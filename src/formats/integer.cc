@@ -1,6 +1,7 @@
 // Integer (uniform) quantization, family "int": the reference codec. The definition (values,
 // bit layout, rounding, special values, tails) is the doc block of integer.h and
 // docs/formats/integer.md; comments here explain why each step keeps it exact and idempotent.
+#include "formats/error_bound_math.h"
 #include "formats/integer.h"
 
 #include <algorithm>
@@ -41,23 +42,6 @@ double HalfStepAbove(double v) {
   int e = 0;
   std::frexp(v, &e);  // v in [2^(e-1), 2^e)
   return std::ldexp(1.0, e - 1 - 10);
-}
-
-// Spacing of float32 numbers at magnitude |v| (the larger one at a power of two).
-double FloatSpacing(double v) {
-  v = std::fabs(v);
-  if (v < 0x1p-126) return 0x1p-149;
-  int e = 0;
-  std::frexp(v, &e);
-  return std::ldexp(1.0, e - 1 - 23);
-}
-
-// A double bound as the smallest float >= it (so float arithmetic in a caller cannot undercut it).
-float BoundToFloat(double b) {
-  if (!(b <= static_cast<double>(std::numeric_limits<float>::max()))) return INFINITY;
-  float f = static_cast<float>(b);
-  if (static_cast<double>(f) < b) f = std::nextafter(f, INFINITY);
-  return f;
 }
 
 // The nearest integer k in [0, max_code] to (x - m) / d in exact arithmetic, ties to the larger k;
@@ -169,7 +153,7 @@ class IntCodec {
 
   // Per-element bound on |x - decode(encode(x))| from the group's fields (finite x; +Inf else).
   void Bounds(const float* x, int64_t n, const IntFields& f, float* bound) const {
-    for (int64_t i = 0; i < n; ++i) bound[i] = BoundToFloat(Bound(x[i], f));
+    for (int64_t i = 0; i < n; ++i) bound[i] = RoundUpToFloat(Bound(x[i], f));
   }
 
  private:

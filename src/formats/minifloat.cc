@@ -29,6 +29,7 @@
 // Sources: OCP 8-bit Floating Point Specification (OFP8) rev 1.0, 2023 (E4M3, E5M2);
 // OCP Microscaling Formats (MX) Specification v1.0, 2023, section 5.3 (FP6 E3M2 / E2M3,
 // FP4 E2M1); IEEE 754-2019 (roundTiesToEven, subnormals); ml_dtypes 0.6 (golden tests).
+#include "formats/error_bound_math.h"
 #include "formats/minifloat.h"
 
 #include <algorithm>
@@ -79,13 +80,6 @@ MinifloatElement::MinifloatElement(MinifloatCodec codec, MinifloatCodec::Overflo
 }
 
 namespace {
-
-// Smallest float >= d (d >= 0): bounds must never round down below the true error.
-float RoundUpToFloat(double d) {
-  float f = static_cast<float>(d);
-  if (static_cast<double>(f) < d) f = std::nextafter(f, std::numeric_limits<float>::infinity());
-  return f;
-}
 
 }  // namespace
 

@@ -1,5 +1,6 @@
 // The "mx" family: OCP Microscaling v1.0 blocks (E8M0 scale + FP8/FP6/FP4/INT8 elements).
 // Definition, bit layout, rounding and special values: see mx.h and docs/formats/mx.md.
+#include "formats/error_bound_math.h"
 #include "formats/mx.h"
 
 #include <algorithm>
@@ -60,13 +61,6 @@ double RoundToInteger(double q, MxRounding rounding) {
     r += 1.0;
   }
   return r;
-}
-
-// Smallest float >= d (d finite, non-negative): bounds must never round below the true error.
-float RoundUpToFloat(double d) {
-  float f = static_cast<float>(d);
-  if (static_cast<double>(f) < d) f = std::nextafter(f, std::numeric_limits<float>::infinity());
-  return f;
 }
 
 class MxFormat final : public BlockFormat {

@@ -1,5 +1,6 @@
 // NormalFloat-4, family "nf4": the reference codec. The definition (table, bit layout, rounding,
 // special values, tails) is the doc block of nf4.h and docs/formats/nf4.md.
+#include "formats/error_bound_math.h"
 #include "formats/nf4.h"
 
 #include <algorithm>
@@ -36,22 +37,6 @@ int NearestNf4Code(double x, double a) {
   int c = 0;
   while (c < 15 && x > a * kMidpoints[c]) ++c;
   return c;
-}
-
-// Spacing of float32 numbers at magnitude |v| (the larger one at a power of two).
-double FloatSpacing(double v) {
-  v = std::fabs(v);
-  if (v < 0x1p-126) return 0x1p-149;
-  int e = 0;
-  std::frexp(v, &e);
-  return std::ldexp(1.0, e - 1 - 23);
-}
-
-float BoundToFloat(double b) {
-  if (!(b <= static_cast<double>(std::numeric_limits<float>::max()))) return INFINITY;
-  float f = static_cast<float>(b);
-  if (static_cast<double>(f) < b) f = std::nextafter(f, INFINITY);
-  return f;
 }
 
 class Nf4Format final : public BlockFormat {
@@ -101,7 +86,7 @@ class Nf4Format final : public BlockFormat {
       }
       const double v = xf;
       if (a == 0.0) {
-        bound[i] = BoundToFloat(std::fabs(v));
+        bound[i] = RoundUpToFloat(std::fabs(v));
         continue;
       }
       const double clipped = std::clamp(v, -a, a);
@@ -110,7 +95,7 @@ class Nf4Format final : public BlockFormat {
       double b = a * (static_cast<double>(kNf4Values[k + 1]) - kNf4Values[k]) / 2 +
                  (std::fabs(v) - std::fabs(clipped)) + 0.5 * FloatSpacing(a);
       if (xf != 0.0f && std::fabs(xf) == amax) b = std::max(b, std::fabs(std::fabs(v) - a));
-      bound[i] = BoundToFloat(b);
+      bound[i] = RoundUpToFloat(b);
     }
   }
 
