@@ -8,6 +8,7 @@
 
 #include "lowbit/gguf.h"
 #include "lowbit/model.h"
+#include "runtime/assemble_weights.h"
 
 namespace lowbit {
 namespace {
@@ -148,34 +149,7 @@ Result<LlamaModel> LoadFromGguf(std::shared_ptr<const GgufFile> file) {
   if (Status st = c.Validate(); !st.ok()) return DataLoss(path + ": " + st.message());
 
   const GgufModelReader r(*file);
-  const int64_t dim = c.dim, q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
-  const int64_t hidden = c.hidden_dim;
-  LOWBIT_ASSIGN_OR_RETURN(m.token_embedding, r.Matrix("token_embd.weight", c.vocab_size, dim));
-  m.layers.resize(static_cast<size_t>(c.n_layers));
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    LayerWeights& w = m.layers[static_cast<size_t>(l)];
-    const std::string b = "blk." + std::to_string(l) + ".";
-    LOWBIT_ASSIGN_OR_RETURN(w.attn_norm, r.Vector(b + "attn_norm.weight", dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.wq, r.Matrix(b + "attn_q.weight", q_dim, dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.wk, r.Matrix(b + "attn_k.weight", kv_dim, dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.wv, r.Matrix(b + "attn_v.weight", kv_dim, dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.wo, r.Matrix(b + "attn_output.weight", dim, q_dim));
-    if (c.qkv_bias) {
-      LOWBIT_ASSIGN_OR_RETURN(w.bq, r.Vector(b + "attn_q.bias", q_dim));
-      LOWBIT_ASSIGN_OR_RETURN(w.bk, r.Vector(b + "attn_k.bias", kv_dim));
-      LOWBIT_ASSIGN_OR_RETURN(w.bv, r.Vector(b + "attn_v.bias", kv_dim));
-    }
-    LOWBIT_ASSIGN_OR_RETURN(w.ffn_norm, r.Vector(b + "ffn_norm.weight", dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.w_gate, r.Matrix(b + "ffn_gate.weight", hidden, dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.w_up, r.Matrix(b + "ffn_up.weight", hidden, dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.w_down, r.Matrix(b + "ffn_down.weight", dim, hidden));
-  }
-  LOWBIT_ASSIGN_OR_RETURN(m.output_norm, r.Vector("output_norm.weight", dim));
-  if (c.tied_embeddings) {
-    m.output = m.token_embedding;
-  } else {
-    LOWBIT_ASSIGN_OR_RETURN(m.output, r.Matrix("output.weight", c.vocab_size, dim));
-  }
+  LOWBIT_RETURN_IF_ERROR(AssembleLlamaWeights(r, kGgufTensorNames, m));
   if (r.Has("rope_freqs.weight")) {  // llama3-style per-frequency divisors
     const int64_t rope_dim = c.rope_dim > 0 ? c.rope_dim : c.head_dim;
     LOWBIT_ASSIGN_OR_RETURN(m.rope_freq_factors, r.Vector("rope_freqs.weight", rope_dim / 2));

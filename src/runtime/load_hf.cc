@@ -17,6 +17,7 @@
 
 #include "lowbit/hf_config.h"
 #include "lowbit/model.h"
+#include "runtime/assemble_weights.h"
 #include "lowbit/safetensors.h"
 
 namespace lowbit {
@@ -142,35 +143,7 @@ Result<LlamaModel> LoadFromHfFolder(const std::string& dir) {
   c.tied_embeddings = hf.tie_word_embeddings || !r.Has("lm_head.weight");
   if (Status s = c.Validate(); !s.ok()) return DataLoss(dir + "/config.json: " + s.message());
 
-  const int64_t dim = c.dim, q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
-  const int64_t hidden = c.hidden_dim;
-  LOWBIT_ASSIGN_OR_RETURN(m.token_embedding,
-                          r.Matrix("model.embed_tokens.weight", c.vocab_size, dim));
-  m.layers.resize(static_cast<size_t>(c.n_layers));
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    LayerWeights& w = m.layers[static_cast<size_t>(l)];
-    const std::string b = "model.layers." + std::to_string(l) + ".";
-    LOWBIT_ASSIGN_OR_RETURN(w.attn_norm, r.Vector(b + "input_layernorm.weight", dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.wq, r.Matrix(b + "self_attn.q_proj.weight", q_dim, dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.wk, r.Matrix(b + "self_attn.k_proj.weight", kv_dim, dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.wv, r.Matrix(b + "self_attn.v_proj.weight", kv_dim, dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.wo, r.Matrix(b + "self_attn.o_proj.weight", dim, q_dim));
-    if (c.qkv_bias) {
-      LOWBIT_ASSIGN_OR_RETURN(w.bq, r.Vector(b + "self_attn.q_proj.bias", q_dim));
-      LOWBIT_ASSIGN_OR_RETURN(w.bk, r.Vector(b + "self_attn.k_proj.bias", kv_dim));
-      LOWBIT_ASSIGN_OR_RETURN(w.bv, r.Vector(b + "self_attn.v_proj.bias", kv_dim));
-    }
-    LOWBIT_ASSIGN_OR_RETURN(w.ffn_norm, r.Vector(b + "post_attention_layernorm.weight", dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.w_gate, r.Matrix(b + "mlp.gate_proj.weight", hidden, dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.w_up, r.Matrix(b + "mlp.up_proj.weight", hidden, dim));
-    LOWBIT_ASSIGN_OR_RETURN(w.w_down, r.Matrix(b + "mlp.down_proj.weight", dim, hidden));
-  }
-  LOWBIT_ASSIGN_OR_RETURN(m.output_norm, r.Vector("model.norm.weight", dim));
-  if (c.tied_embeddings) {
-    m.output = m.token_embedding;
-  } else {
-    LOWBIT_ASSIGN_OR_RETURN(m.output, r.Matrix("lm_head.weight", c.vocab_size, dim));
-  }
+  LOWBIT_RETURN_IF_ERROR(AssembleLlamaWeights(r, kHfTensorNames, m));
   m.source = dir;
   m.source_kind = "hf";
   m.storage = st;
