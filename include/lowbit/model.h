@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <span>
@@ -99,8 +100,20 @@ struct LayerWeights {
   WeightView w_down;             // (dim, hidden_dim)   llama2.c w2
 };
 
+// Activation quantization (WxAy), applied at run time as quantize-then-dequantize of each row
+// (one token) in the given format; null members leave that tensor in f32.
+struct ActivationQuantOptions {
+  FormatPtr linear_inputs;  // the input row of every linear layer (q/k/v/o/gate/up/down/output)
+  FormatPtr attention;      // both operands of the two attention matmuls: q and k rows of QK^T,
+                            // the softmax probabilities and v rows of PV
+  FormatPtr kv_cache;       // keys and values as they are written to the cache
+
+  bool any() const { return linear_inputs || attention || kv_cache; }
+};
+
 struct LlamaModel {
   LlamaConfig config;
+  ActivationQuantOptions activations;  // from the file's lowbit metadata or the command line
   WeightView token_embedding;        // (vocab_size, dim)
   std::vector<LayerWeights> layers;  // (n_layers)
   std::vector<float> output_norm;    // (dim)
@@ -146,9 +159,15 @@ Result<LoadedModel> LoadModelWithTokenizer(const std::string& path,
 // the packed copies are owned by the returned model (which also keeps `model`'s storage alive).
 Result<LlamaModel> QuantizeModelWeights(const LlamaModel& model, const FormatPtr& format);
 
+// Sees the input of every linear layer just before the product (after activation quantization):
+// x is (n_tokens, w.cols). layer is the block index, -1 for the classifier. Used for calibration.
+using LinearInputObserver =
+    std::function<void(int64_t layer, const WeightView& w, const float* x, int64_t n_tokens)>;
+
 struct SessionOptions {
   int64_t max_tokens = 0;  // KV cache length; 0 -> min(config.context_length, 4096) (>= 1)
   int n_threads = 2;       // threads in total, the caller included
+  LinearInputObserver linear_input_observer;  // optional
 };
 
 // One sequence being processed: its KV cache, scratch buffers and thread pool.

@@ -133,6 +133,13 @@ void ReadRow(const WeightView& w, int64_t row, float* out) {
   }
 }
 
+void PrepareWeightForIsa(WeightView&, kernels::Isa) {}
+
+void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+            kernels::Isa) {
+  Linear(w, x, n_tokens, y, pool);
+}
+
 void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
   LOWBIT_CHECK(w.data != nullptr && w.rows > 0 && w.cols > 0 && n_tokens > 0);
   const Kernels& kernels = GetKernels();

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "kernels/kernel.h"
 #include "lowbit/model.h"
 
 namespace lowbit {
@@ -22,6 +23,15 @@ constexpr int64_t kTileRows = 32;
 
 // y: (n_tokens, w.rows) = x: (n_tokens, w.cols) . W^T, rows split across the pool's threads.
 void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+
+// The same product with the kernels of one instruction-set level (benchmarks and tests; the
+// runtime uses kernels::ActiveIsa()).
+void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+            kernels::Isa isa);
+
+// Gives w the layout its kernel at `isa` reads (a load-time repack) when the kernel wants one;
+// otherwise leaves w as it is. The repacked bytes are owned by w.
+void PrepareWeightForIsa(WeightView& w, kernels::Isa isa);
 
 // out: (cols) = row `row` of W as f32 (embedding lookup).
 void ReadRow(const WeightView& w, int64_t row, float* out);
