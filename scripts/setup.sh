@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# clang-16 + libclang-rt-16-dev: the libFuzzer build (scripts/fuzz.sh; clang 14 cannot compile lowbit).
 apt_packages=(g++ cmake ninja-build libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
-              libfmt-dev python3-venv)
+              libfmt-dev python3-venv clang-16 libclang-rt-16-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

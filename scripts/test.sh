@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds lowbit (Release) and runs every ctest suite, then builds the unit tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer (Debug) and runs them. Run scripts/setup.sh first.
+# AddressSanitizer + UndefinedBehaviorSanitizer (Debug) and runs them, then runs every libFuzzer
+# target for a bounded time (scripts/fuzz.sh). Run scripts/setup.sh first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -20,3 +21,6 @@ cmake --build --preset asan-ubsan -j "$jobs" --target lowbit_unit_tests lowbit_c
 echo "== asan-ubsan unit tests"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build/asan-ubsan --output-on-failure -j "$jobs" -L unit --timeout 1200
+
+echo "== fuzzers (clang libFuzzer + ASan/UBSan, ${LOWBIT_FUZZ_SECONDS:-45} s each; any crash fails)"
+bash scripts/fuzz.sh

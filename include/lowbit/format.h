@@ -21,6 +21,17 @@ namespace lowbit {
 // How tightly quantize->dequantize reproduces its input; the tests read this and the per-element
 // bound from ErrorBound(), so a tolerance lives next to the format it belongs to. (Fast kernels
 // must match a format's reference encode/decode bit for bit whatever its class.)
+// How one element of a format enters a multiply-accumulate: the inputs of the arithmetic-density
+// estimate (src/eval/cost_model.cc; the model and its assumptions are in docs/cost_model.md).
+struct MacOperand {
+  int significand_bits = 11;  // multiplier input width: float m + 1 (hidden bit), integer
+                              // magnitude bits, 0 for logarithmic elements (a product is an add)
+  int exponent_bits = 5;      // per-element exponent: the width of the exponent adder
+  int64_t shared_block = 0;   // elements sharing one scale field (0: none or per row/tensor)
+  int shared_bits = 0;        // width of that field when it is a power of two (an adder)
+  bool shared_multiply = false;  // the shared scale is a real number (fp16): an 11x11 multiply
+};
+
 enum class ToleranceClass {
   kExact,      // lossless for every finite input (f32 storage)
   kErrorBand,  // documented per-element bound from ErrorBound()
@@ -88,6 +99,9 @@ class Format {
   virtual ToleranceClass tolerance() const { return ToleranceClass::kErrorBand; }
   // ggml_type id when the byte layout is identical to llama.cpp's.
   virtual std::optional<int> gguf_type() const { return std::nullopt; }
+  // The MAC operand for the arithmetic-density estimate. Default: elements decoded through a table
+  // to fp16 before the MAC (codebook formats).
+  virtual MacOperand mac_operand() const { return MacOperand{}; }
 };
 
 using FormatPtr = std::shared_ptr<const Format>;

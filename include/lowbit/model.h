@@ -78,6 +78,10 @@ struct WeightView {
   const uint8_t* data = nullptr;  // format->PackedBytes(rows, cols) bytes (or rows*cols f32)
   int64_t rows = 0;               // output features
   int64_t cols = 0;               // input features (the reduction dimension)
+  // The fused kernel chosen for this matrix and, when that kernel reads a repacked layout, the
+  // repacked bytes: set by PrepareWeightForIsa (src/runtime/linear.h) at load time, opaque here,
+  // shared by copies of the view. Null: Linear looks the kernel up on every call.
+  std::shared_ptr<const void> kernel_plan;
 
   bool is_f32() const { return format == nullptr; }
   // Storage format name for reports ("f32" for in-place floats).
@@ -111,6 +115,9 @@ struct ActivationQuantOptions {
   bool any() const { return linear_inputs || attention || kv_cache; }
 };
 
+// Every activation format must be able to quantize (not decode-only); names the one that is not.
+Status ValidateActivationFormats(const ActivationQuantOptions& activations);
+
 struct LlamaModel {
   LlamaConfig config;
   ActivationQuantOptions activations;  // from the file's lowbit metadata or the command line
@@ -130,10 +137,18 @@ struct LlamaModel {
   std::string FormatSummary() const;
 };
 
+// Kernels multiply f32 activations by every weight exactly as the format decodes it, instead of the
+// default fast path (activations rounded to 8-bit blocks for integer dot products where a kernel
+// has one, as llama.cpp does; docs/kernels.md). Accuracy studies (sweep, eval --exact) use it so a
+// weight-only point measures the weight format alone.
+void UseExactKernels(LlamaModel& model);
+
 // llama2.c legacy checkpoint: a 28-byte header of 7 int32 (dim, hidden_dim, n_layers, n_heads,
 // n_kv_heads, vocab_size (negative: untied classifier follows), seq_len), then f32 tensors in
 // llama2.c order. The file is memory-mapped and read in place.
 Result<LlamaModel> LoadLlama2c(const std::string& path);
+// Same, over bytes in memory (tests, fuzzing): `name` stands for the file in messages.
+Result<LlamaModel> LoadLlama2cFromBytes(std::vector<uint8_t> bytes, std::string name = "<memory>");
 // GGUF, architectures "llama" and "qwen2".
 Result<LlamaModel> LoadFromGguf(const std::string& path);
 Result<LlamaModel> LoadFromGguf(std::shared_ptr<const GgufFile> file);
@@ -158,6 +173,14 @@ Result<LoadedModel> LoadModelWithTokenizer(const std::string& path,
 // stay f32. Each tensor is decoded alone (never the whole model at once) and quantized from f32;
 // the packed copies are owned by the returned model (which also keeps `model`'s storage alive).
 Result<LlamaModel> QuantizeModelWeights(const LlamaModel& model, const FormatPtr& format);
+// The general form: choose(view, gguf_name) gives each matrix's format (null: keep it as stored).
+// gguf_name is the GGUF tensor name whatever file the model came from ("token_embd.weight",
+// "blk.3.ffn_down.weight", "output.weight" when untied).
+using MatrixFormatChooser =
+    std::function<FormatPtr(const WeightView& w, const std::string& gguf_name)>;
+Result<LlamaModel> QuantizeModelWeights(const LlamaModel& model, const MatrixFormatChooser& choose);
+// Every matrix of `model` with its GGUF name, in file order (the tied classifier omitted).
+std::vector<std::pair<std::string, const WeightView*>> GgufMatrixNames(const LlamaModel& model);
 
 // Sees the input of every linear layer just before the product (after activation quantization):
 // x is (n_tokens, w.cols). layer is the block index, -1 for the classifier. Used for calibration.
@@ -201,6 +224,7 @@ class LlamaSession {
   std::vector<double> rope_freqs_;  // (rope_dim / 2) radians per position, scaling applied
   struct Activations;               // per-call scratch, sized for the largest batch seen
   std::unique_ptr<Activations> act_;
+  LinearInputObserver linear_input_observer_;
 };
 
 struct SamplerOptions {

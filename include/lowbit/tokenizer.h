@@ -89,10 +89,19 @@ Result<std::unique_ptr<Tokenizer>> TokenizerFromGguf(const GgufFile& gguf);
 // EOF). Ids 0/1/2 are <unk>/BOS/EOS (llama2.c's convention); BOS is added by default.
 Result<std::unique_ptr<Tokenizer>> TokenizerFromLlama2cFile(const std::string& path,
                                                             int32_t vocab_size = -1);
+// Same, over the file's bytes in memory (tests, fuzzing); `name` stands for the file in messages.
+Result<std::unique_ptr<Tokenizer>> TokenizerFromLlama2cBytes(std::string_view bytes,
+                                                             const std::string& name,
+                                                             int32_t vocab_size = -1);
 
 // From a Hugging Face tokenizer.json with model.type "BPE" and a byte-level pre-tokenizer (see
 // docs/tokenizers.md for the accepted pipelines). BOS/EOS come from a tokenizer_config.json next to
 // it when present (bos_token, eos_token, add_bos_token), else they are -1.
 Result<std::unique_ptr<Tokenizer>> TokenizerFromHfJson(const std::string& path);
+// Same, over texts in memory (tests, fuzzing): tokenizer.json and tokenizer_config.json (empty:
+// none); `name` stands for the tokenizer.json file in messages.
+Result<std::unique_ptr<Tokenizer>> TokenizerFromHfJsonText(std::string_view tokenizer_json,
+                                                           std::string_view tokenizer_config_json,
+                                                           const std::string& name);
 
 }  // namespace lowbit

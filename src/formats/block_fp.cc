@@ -76,6 +76,11 @@ class BlockFpFormat final : public BlockFormat {
            (ceil_rule_ ? ",exp=ceil" : ",exp=floor1");
   }
   bool idempotent() const override { return !ceil_rule_; }
+  // Sign-magnitude mantissas (bits - 1 magnitude bits), an 8-bit shared exponent per block.
+  MacOperand mac_operand() const override {
+    return {.significand_bits = bits_ - 1, .exponent_bits = 0, .shared_block = block_,
+            .shared_bits = 8};
+  }
   std::string_view family() const override { return "bfp"; }
   int64_t block_size() const override { return block_; }
   int64_t block_bytes() const override { return 1 + block_shared::PackedCodeBytes(block_, bits_); }

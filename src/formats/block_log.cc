@@ -85,6 +85,11 @@ class BlockLogFormat final : public BlockFormat {
     return "bl:k=" + std::to_string(exp_bits_) + ",block=" + std::to_string(block_);
   }
   std::string_view family() const override { return "bl"; }
+  // A product of two log-domain elements is an addition of their exponents: no multiplier.
+  MacOperand mac_operand() const override {
+    return {.significand_bits = 0, .exponent_bits = exp_bits_, .shared_block = block_,
+            .shared_bits = 8};
+  }
   int64_t block_size() const override { return block_; }
   int64_t block_bytes() const override {
     return 1 + block_shared::PackedCodeBytes(block_, exp_bits_ + 1);
@@ -177,6 +182,8 @@ void RegisterBlockLogFamily(FormatRegistry& registry) {
   add("bl6", 5);
   add("bl5", 4);
   add("bl4", 3);
+  add("bl3", 2);
+  add("bl2", 1);
 }
 
 }  // namespace lowbit

@@ -83,6 +83,11 @@ class BlockMinifloatFormat final : public BlockFormat {
            ",block=" + std::to_string(block_);
   }
   std::string_view family() const override { return "bm"; }
+  // Minifloat elements; the shared exponent bias is an 8-bit adder per block.
+  MacOperand mac_operand() const override {
+    return {.significand_bits = codec_.man_bits() + 1, .exponent_bits = codec_.exp_bits(),
+            .shared_block = block_, .shared_bits = 8};
+  }
   int64_t block_size() const override { return block_; }
   int64_t block_bytes() const override {
     return 1 + block_shared::PackedCodeBytes(block_, codec_.total_bits());
@@ -177,6 +182,7 @@ void RegisterBlockMinifloatFamily(FormatRegistry& registry) {
   add("bm6", 3, 2, "BM6: E3M2 elements, int8 shared bias per 16");
   add("bm5", 2, 2, "BM5: E2M2 elements, int8 shared bias per 16");
   add("bm4", 2, 1, "BM4: E2M1 elements, int8 shared bias per 16");
+  add("bm3", 1, 1, "BM3: E1M1 elements, int8 shared bias per 16");
 }
 
 }  // namespace lowbit

@@ -16,5 +16,6 @@ void RegisterMxFamily(FormatRegistry& registry);             // mx.cc
 void RegisterFp6SplitFamily(FormatRegistry& registry);       // fp6_split.cc
 void RegisterGgufFamily(FormatRegistry& registry);           // gguf_types.cc
 void RegisterNf4Family(FormatRegistry& registry);            // nf4.cc
+void RegisterAdditiveFamily(FormatRegistry& registry);       // additive.cc (AQLM)
 
 }  // namespace lowbit

@@ -105,6 +105,11 @@ class FloatFormat final : public Format {
   int64_t RowBytes(int64_t cols) const override { return cols * info_.bytes; }
   ToleranceClass tolerance() const override { return ToleranceClass::kExact; }
   std::optional<int> gguf_type() const override { return info_.gguf_type; }
+  MacOperand mac_operand() const override {
+    if (info_.codec == nullptr) return {.significand_bits = 24, .exponent_bits = 8};
+    return {.significand_bits = info_.codec->man_bits() + 1,
+            .exponent_bits = info_.codec->exp_bits()};
+  }
 
   Status Quantize(const float* x, int64_t rows, int64_t cols, uint8_t* out) const override {
     const int64_t n = rows * cols;

@@ -176,6 +176,7 @@ const FormatRegistry& FormatRegistry::Get() {
     RegisterFp6SplitFamily(*r);
     RegisterGgufFamily(*r);
     RegisterNf4Family(*r);
+    RegisterAdditiveFamily(*r);
     // Every preset must name a spec its family accepts and prints back unchanged.
     for (const auto& p : r->presets_) {
       auto f = r->Parse(p.spec);

@@ -45,6 +45,9 @@ class Fp6SplitFormat final : public Format {
   explicit Fp6SplitFormat(int e) : e_(e), elem_(Fp6Codec(e), MinifloatCodec::Overflow::kSaturate) {}
 
   std::string spec() const override { return "fp6split:e=" + std::to_string(e_); }
+  MacOperand mac_operand() const override {
+    return {.significand_bits = 5 - e_ + 1, .exponent_bits = e_};  // e + m = 5 bits, + sign
+  }
   std::string_view family() const override { return "fp6split"; }
   int64_t block_size() const override { return 0; }
   int64_t block_bytes() const override { return 0; }

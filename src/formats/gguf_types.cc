@@ -427,6 +427,26 @@ class GgufFormat final : public BlockFormat {
   explicit GgufFormat(const GgufType& type) : type_(type) {}
 
   std::string spec() const override { return std::string("gguf:type=") + type_.name; }
+  // Integer codes with an fp16 scale per block (one real multiply per block); MXFP4 has E2M1
+  // elements and an E8M0 scale. k-quants and IQ4 go through their tables: the fp16 default.
+  MacOperand mac_operand() const override {
+    const std::string_view name = type_.name;
+    const int magnitude_bits = name == "q8_0"   ? 7
+                               : name == "q4_0" ? 3
+                               : name == "q4_1" ? 4
+                               : name == "q5_0" ? 4
+                               : name == "q5_1" ? 5
+                                                : -1;
+    if (magnitude_bits > 0) {
+      return {.significand_bits = magnitude_bits, .exponent_bits = 0,
+              .shared_block = type_.block_size, .shared_multiply = true};
+    }
+    if (name == "mxfp4") {
+      return {.significand_bits = 2, .exponent_bits = 2, .shared_block = type_.block_size,
+              .shared_bits = 8};
+    }
+    return MacOperand{};
+  }
   std::string_view family() const override { return "gguf"; }
   int64_t block_size() const override { return type_.block_size; }
   int64_t block_bytes() const override { return type_.block_bytes; }

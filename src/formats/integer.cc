@@ -287,6 +287,12 @@ class IntGroupFormat final : public BlockFormat {
   IntGroupFormat(IntCodec codec, int64_t group) : codec_(codec), group_(group) {}
 
   std::string spec() const override { return IntSpec(codec_, std::to_string(group_)); }
+  // Symmetric codes carry bits - 1 magnitude bits; asymmetric ones are unsigned, and the group's
+  // fp16 scale (and zero point) is one real multiply per group.
+  MacOperand mac_operand() const override {
+    return {.significand_bits = codec_.asym() ? codec_.bits() : codec_.bits() - 1,
+            .exponent_bits = 0, .shared_block = group_, .shared_multiply = true};
+  }
   std::string_view family() const override { return "int"; }
   int64_t block_size() const override { return group_; }
   int64_t block_bytes() const override { return codec_.field_bytes() + codec_.CodeBytes(group_); }
@@ -314,6 +320,10 @@ class IntRowFormat final : public Format {
   explicit IntRowFormat(IntCodec codec) : codec_(codec) {}
 
   std::string spec() const override { return IntSpec(codec_, "row"); }
+  MacOperand mac_operand() const override {
+    return {.significand_bits = codec_.asym() ? codec_.bits() : codec_.bits() - 1,
+            .exponent_bits = 0};
+  }
   std::string_view family() const override { return "int"; }
   int64_t block_size() const override { return 0; }
   int64_t block_bytes() const override { return 0; }
@@ -359,6 +369,10 @@ class IntTensorFormat final : public Format {
   explicit IntTensorFormat(IntCodec codec) : codec_(codec) {}
 
   std::string spec() const override { return IntSpec(codec_, "tensor"); }
+  MacOperand mac_operand() const override {
+    return {.significand_bits = codec_.asym() ? codec_.bits() : codec_.bits() - 1,
+            .exponent_bits = 0};
+  }
   std::string_view family() const override { return "int"; }
   int64_t block_size() const override { return -1; }
   int64_t block_bytes() const override { return 0; }
@@ -461,6 +475,13 @@ void RegisterIntegerFamily(FormatRegistry& registry) {
        "3-bit asymmetric, fp16 scale + min per 128 (3.25 b/w)"},
       {"int2_g64_asym", "int:bits=2,mode=asym,group=64",
        "2-bit asymmetric, fp16 scale + min per 64 (2.5 b/w)"},
+      // The sweep grid's integer family: fp16 scale per 32 at every width.
+      {"int6_g32", "int:bits=6,mode=sym,group=32", "6-bit symmetric, fp16 scale per 32 (6.5 b/w)"},
+      {"int5_g32", "int:bits=5,mode=sym,group=32", "5-bit symmetric, fp16 scale per 32 (5.5 b/w)"},
+      {"int3_g32_asym", "int:bits=3,mode=asym,group=32",
+       "3-bit asymmetric, fp16 scale + min per 32 (4 b/w)"},
+      {"int2_g32_asym", "int:bits=2,mode=asym,group=32",
+       "2-bit asymmetric, fp16 scale + min per 32 (3 b/w)"},
   };
   for (const PresetInfo& p : presets) registry.AddPreset(p);
 }

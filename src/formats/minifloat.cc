@@ -189,6 +189,11 @@ class PlainMinifloatFormat final : public BlockFormat {
       : p_(p), elem_(p.codec(), p.overflow), block_(8 / std::gcd(p.bits(), 8)) {}
 
   std::string spec() const override { return p_.Spec(); }
+  MacOperand mac_operand() const override {
+    // A group scale (scale=<n>) is an fp16 multiply per group; a row scale is amortized away.
+    return {.significand_bits = p_.m + 1, .exponent_bits = p_.e,
+            .shared_block = p_.group > 0 ? p_.group : 0, .shared_multiply = p_.group > 0};
+  }
   std::string_view family() const override { return "exmy"; }
   int64_t block_size() const override { return block_; }
   int64_t block_bytes() const override { return block_ * p_.bits() / 8; }
@@ -217,6 +222,11 @@ class GroupScaledMinifloatFormat final : public BlockFormat {
   explicit GroupScaledMinifloatFormat(const ExmyParams& p) : p_(p), elem_(p.codec(), p.overflow) {}
 
   std::string spec() const override { return p_.Spec(); }
+  MacOperand mac_operand() const override {
+    // A group scale (scale=<n>) is an fp16 multiply per group; a row scale is amortized away.
+    return {.significand_bits = p_.m + 1, .exponent_bits = p_.e,
+            .shared_block = p_.group > 0 ? p_.group : 0, .shared_multiply = p_.group > 0};
+  }
   std::string_view family() const override { return "exmy"; }
   int64_t block_size() const override { return p_.group; }
   int64_t block_bytes() const override { return 2 + (p_.group * p_.bits() + 7) / 8; }
@@ -246,6 +256,11 @@ class RowScaledMinifloatFormat final : public Format {
   explicit RowScaledMinifloatFormat(const ExmyParams& p) : p_(p), elem_(p.codec(), p.overflow) {}
 
   std::string spec() const override { return p_.Spec(); }
+  MacOperand mac_operand() const override {
+    // A group scale (scale=<n>) is an fp16 multiply per group; a row scale is amortized away.
+    return {.significand_bits = p_.m + 1, .exponent_bits = p_.e,
+            .shared_block = p_.group > 0 ? p_.group : 0, .shared_multiply = p_.group > 0};
+  }
   std::string_view family() const override { return "exmy"; }
   int64_t block_size() const override { return 0; }
   int64_t block_bytes() const override { return 0; }
@@ -382,6 +397,10 @@ void RegisterMinifloatFamily(FormatRegistry& registry) {
        "FP4 E2M1 weights with an fp16 scale per 32 (4.5 bits/weight)"},
       {"fp4_e2m1_g16", "exmy:e=2,m=1,bias=1,special=finite,overflow=sat,scale=16",
        "FP4 E2M1 weights with an fp16 scale per 16 (5 bits/weight)"},
+      {"fp5_e2m2_g32", "exmy:e=2,m=2,bias=1,special=finite,overflow=sat,scale=32",
+       "FP5 E2M2 weights with an fp16 scale per 32 (5.5 bits/weight)"},
+      {"fp3_e1m1_g32", "exmy:e=1,m=1,bias=0,special=finite,overflow=sat,scale=32",
+       "FP3 E1M1 weights with an fp16 scale per 32 (3.5 bits/weight)"},
   };
   for (const auto& p : kPresets) registry.AddPreset({p.name, p.spec, p.description});
 }

@@ -81,6 +81,17 @@ class MxFormat final : public BlockFormat {
     }
   }
 
+  // Elements per the OCP MX spec (INT8: 7 magnitude bits), an E8M0 scale: an 8-bit adder per
+  // block.
+  MacOperand mac_operand() const override {
+    MacOperand op{.significand_bits = 7, .exponent_bits = 0, .shared_block = options_.block,
+                  .shared_bits = 8};
+    if (info_.codec) {
+      op.significand_bits = info_.codec->man_bits() + 1;
+      op.exponent_bits = info_.codec->exp_bits();
+    }
+    return op;
+  }
   std::string spec() const override {
     return std::string("mx:elem=") + std::string(info_.name) +
            ",block=" + std::to_string(options_.block) +

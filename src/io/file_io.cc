@@ -64,6 +64,18 @@ MappedFile::~MappedFile() {
 Result<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(const std::string& path) {
   std::unique_ptr<AtomicFileWriter> w(new AtomicFileWriter());
   w->path_ = path;
+  w->buffer_.reserve(kWriteBufferBytes);
+  // Preferred: an unnamed file in the target folder (O_TMPFILE). Until Commit links it, it has no
+  // name at all, so even SIGKILL leaves nothing behind. Filesystems without O_TMPFILE fall back to
+  // a named temporary file that is unlinked on failure (but survives a SIGKILL).
+#ifdef O_TMPFILE
+  const int anon_fd = ::open(DirName(path).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+  if (anon_fd >= 0) {
+    w->fd_ = anon_fd;
+    w->anonymous_ = true;
+    return w;
+  }
+#endif
   std::string templ = path + ".tmp.XXXXXX";
   std::vector<char> buf(templ.begin(), templ.end());
   buf.push_back('\0');
@@ -75,7 +87,6 @@ Result<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(const std::st
   const mode_t mask = ::umask(0);
   ::umask(mask);
   ::fchmod(fd, 0666 & ~mask);
-  w->buffer_.reserve(kWriteBufferBytes);
   return w;
 }
 
@@ -85,7 +96,7 @@ void AtomicFileWriter::Abandon() {
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
-    ::unlink(temp_path_.c_str());
+    if (!anonymous_) ::unlink(temp_path_.c_str());  // an unnamed file vanishes with its fd
   }
 }
 
@@ -139,6 +150,24 @@ Status AtomicFileWriter::Commit() {
     const Status st = IoError(path_ + ": fsync failed: " + ErrnoText());
     Abandon();
     return st;
+  }
+  if (anonymous_) {
+    // Give the unnamed file a temporary name (linkat cannot replace an existing file), then
+    // rename it over the target as usual.
+    const std::string proc_path = "/proc/self/fd/" + std::to_string(fd_);
+    for (int attempt = 0;; ++attempt) {
+      temp_path_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(attempt);
+      if (::linkat(AT_FDCWD, proc_path.c_str(), AT_FDCWD, temp_path_.c_str(),
+                   AT_SYMLINK_FOLLOW) == 0) {
+        break;
+      }
+      if (errno != EEXIST || attempt >= 100) {
+        const Status st = IoError(path_ + ": cannot link the temporary file: " + ErrnoText());
+        Abandon();
+        return st;
+      }
+    }
+    anonymous_ = false;  // from here on the temporary file has a name to clean up
   }
   if (::close(fd_) != 0) {
     fd_ = -1;

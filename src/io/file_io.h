@@ -29,8 +29,10 @@ class MappedFile {
   void* mapping_ = nullptr;
 };
 
-// Writes to "<path>.tmp.XXXXXX" in the same folder; Commit() fsyncs, renames over path and fsyncs
-// the folder. Destroying an uncommitted writer removes the temporary file.
+// Writes to an unnamed O_TMPFILE file in the target folder (or "<path>.tmp.XXXXXX" where the
+// filesystem lacks O_TMPFILE); Commit() fsyncs, names it, renames it over path and fsyncs the
+// folder. Destroying an uncommitted writer removes the temporary file; with O_TMPFILE even a
+// killed process leaves nothing.
 class AtomicFileWriter {
  public:
   static Result<std::unique_ptr<AtomicFileWriter>> Create(const std::string& path);
@@ -51,6 +53,7 @@ class AtomicFileWriter {
   std::string path_;
   std::string temp_path_;
   int fd_ = -1;
+  bool anonymous_ = false;  // fd_ is an O_TMPFILE file with no name yet
   uint64_t written_ = 0;
   std::string buffer_;  // coalesces small writes (metadata) into large write() calls
 };

@@ -3,14 +3,20 @@
 
 #include <sys/stat.h>
 
+#include <climits>
+
 #include <nlohmann/json.hpp>
 
 #include "io/file_io.h"
+#include "io/json_limits.h"
 
 namespace lowbit {
 namespace {
 
 using nlohmann::json;
+
+// Largest size (hidden_size, vocab_size, ...) accepted: real models are far below 2^31.
+constexpr int64_t kMaxSize = INT32_MAX;
 
 class ConfigReader {
  public:
@@ -33,6 +39,10 @@ class ConfigReader {
     }
     if (!it->is_number_integer() || it->get<int64_t>() <= 0) {
       return Fail(key, "expected a positive integer, got " + it->dump());
+    }
+    // Sizes are bounded so that products of two (heads * head_dim) cannot overflow int64.
+    if (it->get<int64_t>() > kMaxSize) {
+      return Fail(key, it->dump() + " exceeds the limit of " + std::to_string(kMaxSize));
     }
     *out = it->get<int64_t>();
     return Status::Ok();
@@ -125,6 +135,10 @@ Status ParseTokenIds(const json& j, const ConfigReader& r, HfConfig* c) {
 }  // namespace
 
 Result<HfConfig> ParseHfConfig(std::string_view json_text, const std::string& name) {
+  if (io::JsonNestingDepth(json_text, io::kMaxJsonNesting) > io::kMaxJsonNesting) {
+    return InvalidArgument(name + ": JSON nested deeper than " +
+                           std::to_string(io::kMaxJsonNesting) + " levels");
+  }
   json j;
   try {
     j = json::parse(json_text.begin(), json_text.end());

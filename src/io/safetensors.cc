@@ -7,6 +7,7 @@
 #include <set>
 
 #include "io/file_io.h"
+#include "io/json_limits.h"
 #include "lowbit/format_registry.h"
 
 namespace lowbit {
@@ -47,34 +48,10 @@ const DtypeInfo& Info(SafetensorsDtype dtype) {
 
 std::string Str(uint64_t v) { return std::to_string(v); }
 
-// Deepest bracket nesting of a JSON text (strings skipped), stopping early past limit.
-int JsonDepth(const char* p, uint64_t n, int limit) {
-  int depth = 0, max_depth = 0;
-  bool in_string = false;
-  for (uint64_t i = 0; i < n; ++i) {
-    const char c = p[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      max_depth = std::max(max_depth, ++depth);
-      if (max_depth > limit) return max_depth;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return max_depth;
-}
-
 // Parses JSON text; the error names the file and the parser's position.
 Result<json> ParseJson(const std::string& file, std::string_view what, const char* p, uint64_t n,
                        uint64_t file_offset) {
-  if (JsonDepth(p, n, kMaxJsonDepth) > kMaxJsonDepth) {
+  if (io::JsonNestingDepth(std::string_view(p, n), kMaxJsonDepth) > kMaxJsonDepth) {
     return DataLoss(file + ": field '" + std::string(what) + "' at offset " + Str(file_offset) +
                     ": JSON nested deeper than " + Str(kMaxJsonDepth) + " levels");
   }

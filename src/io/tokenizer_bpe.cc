@@ -215,7 +215,9 @@ Result<std::unique_ptr<Tokenizer>> MakeBpeTokenizer(BpeVocabData data) {
   std::unordered_map<uint64_t, MergeRule> merges;
   merges.reserve(data.merges.size());
   for (size_t rank = 0; rank < data.merges.size(); ++rank) {
-    const auto& [left, right] = data.merges[rank];
+    // Plain references, not a structured binding: clang before 16 cannot capture those.
+    const std::string& left = data.merges[rank].first;
+    const std::string& right = data.merges[rank].second;
     const auto where = [&] {
       return data.source + ": " + data.merges_field + "[" + std::to_string(rank) + "] = '" + left +
              " " + right + "'";

@@ -14,10 +14,12 @@
 // (bos_token / eos_token as a string or {"content": ...}, add_bos_token) when it exists.
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "io/json_limits.h"
 #include "io/tokenizer_internal.h"
 #include "lowbit/tokenizer.h"
 
@@ -27,12 +29,25 @@ namespace {
 using nlohmann::json;
 using tokenizer_internal::PreTokenizer;
 
-Result<json> ReadJson(const std::string& path) {
-  std::ifstream in(path);
+Result<std::string> ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
   if (!in) return NotFound(path + ": cannot open");
-  json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return DataLoss(path + ": not valid JSON");
-  return j;
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return IoError(path + ": read failed");
+  return text;
+}
+
+Result<json> ParseJsonText(const std::string& name, std::string_view text) {
+  if (io::JsonNestingDepth(text, io::kMaxJsonNesting) > io::kMaxJsonNesting) {
+    return DataLoss(name + ": JSON nested deeper than " + std::to_string(io::kMaxJsonNesting) +
+                    " levels");
+  }
+  try {
+    return json::parse(text.begin(), text.end());
+  } catch (const json::exception& e) {
+    // nlohmann names the position and the problem (e.g. an ill-formed UTF-8 byte in a string).
+    return DataLoss(name + ": not valid JSON: " + e.what());
+  }
 }
 
 // A ByteLevel pre-tokenizer node with add_prefix_space=false and the given use_regex.
@@ -96,7 +111,9 @@ std::string SpecialTokenText(const json& config, const char* key) {
   return "";
 }
 
-Result<std::unique_ptr<Tokenizer>> FromJson(const std::string& path, const json& root) {
+// config: the parsed tokenizer_config.json, or null when there is none.
+Result<std::unique_ptr<Tokenizer>> FromJson(const std::string& path, const json& root,
+                                            const json& config) {
   if (!root.is_object() || !root.contains("model") || !root["model"].is_object()) {
     return DataLoss(path + ": no 'model' object");
   }
@@ -219,16 +236,11 @@ Result<std::unique_ptr<Tokenizer>> FromJson(const std::string& path, const json&
   const json unk = model.value("unk_token", json());
   if (unk.is_string()) data.unk = lookup(unk.get<std::string>());
 
-  const std::filesystem::path config_path =
-      std::filesystem::path(path).parent_path() / "tokenizer_config.json";
-  if (std::filesystem::exists(config_path)) {
-    LOWBIT_ASSIGN_OR_RETURN(json config, ReadJson(config_path.string()));
-    if (config.is_object()) {
-      data.bos = lookup(SpecialTokenText(config, "bos_token"));
-      data.eos = lookup(SpecialTokenText(config, "eos_token"));
-      const json add_bos = config.value("add_bos_token", json());
-      data.add_bos = add_bos.is_boolean() ? add_bos.get<bool>() : false;
-    }
+  if (config.is_object()) {
+    data.bos = lookup(SpecialTokenText(config, "bos_token"));
+    data.eos = lookup(SpecialTokenText(config, "eos_token"));
+    const json add_bos = config.value("add_bos_token", json());
+    data.add_bos = add_bos.is_boolean() ? add_bos.get<bool>() : false;
   }
   return tokenizer_internal::MakeBpeTokenizer(std::move(data));
 }
@@ -236,12 +248,33 @@ Result<std::unique_ptr<Tokenizer>> FromJson(const std::string& path, const json&
 }  // namespace
 
 Result<std::unique_ptr<Tokenizer>> TokenizerFromHfJson(const std::string& path) {
-  LOWBIT_ASSIGN_OR_RETURN(json root, ReadJson(path));
+  LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadText(path));
+  const std::filesystem::path config_path =
+      std::filesystem::path(path).parent_path() / "tokenizer_config.json";
+  std::string config_text;
+  if (std::filesystem::exists(config_path)) {
+    LOWBIT_ASSIGN_OR_RETURN(config_text, ReadText(config_path.string()));
+    // An empty tokenizer_config.json is not JSON; say so rather than treating it as absent.
+    if (config_text.empty()) return DataLoss(config_path.string() + ": not valid JSON");
+  }
+  return TokenizerFromHfJsonText(text, config_text, path);
+}
+
+Result<std::unique_ptr<Tokenizer>> TokenizerFromHfJsonText(std::string_view tokenizer_json,
+                                                           std::string_view tokenizer_config_json,
+                                                           const std::string& name) {
+  LOWBIT_ASSIGN_OR_RETURN(json root, ParseJsonText(name, tokenizer_json));
+  json config;
+  if (!tokenizer_config_json.empty()) {
+    const std::string config_name =
+        (std::filesystem::path(name).parent_path() / "tokenizer_config.json").string();
+    LOWBIT_ASSIGN_OR_RETURN(config, ParseJsonText(config_name, tokenizer_config_json));
+  }
   try {
-    return FromJson(path, root);
+    return FromJson(name, root, config);
   } catch (const json::exception& e) {
     // A field of the wrong JSON type (nlohmann reports which access failed).
-    return DataLoss(path + ": unexpected JSON structure: " + e.what());
+    return DataLoss(name + ": unexpected JSON structure: " + e.what());
   }
 }
 

@@ -22,7 +22,7 @@ constexpr int32_t kMaxTokenLength = 1 << 16;
 
 class Reader {
  public:
-  Reader(const std::string& bytes) : bytes_(bytes) {}
+  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
   size_t offset() const { return offset_; }
   size_t left() const { return bytes_.size() - offset_; }
   template <class T>
@@ -40,7 +40,7 @@ class Reader {
   }
 
  private:
-  const std::string& bytes_;
+  std::string_view bytes_;
   size_t offset_ = 0;
 };
 
@@ -52,7 +52,12 @@ Result<std::unique_ptr<Tokenizer>> TokenizerFromLlama2cFile(const std::string& p
   if (!in) return NotFound(path + ": cannot open llama2.c tokenizer file");
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) return IoError(path + ": read failed");
+  return TokenizerFromLlama2cBytes(bytes, path, vocab_size);
+}
 
+Result<std::unique_ptr<Tokenizer>> TokenizerFromLlama2cBytes(std::string_view bytes,
+                                                             const std::string& path,
+                                                             int32_t vocab_size) {
   Reader reader(bytes);
   int32_t max_token_length = 0;
   if (!reader.Read(&max_token_length)) {

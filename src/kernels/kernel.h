@@ -25,10 +25,16 @@ namespace lowbit::kernels {
 enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 
 const char* IsaName(Isa isa);  // "scalar", "avx2", "avx512"
-// Highest level this CPU supports (CPUID: avx2+fma; avx512f+bw+vl+dq[+vnni]).
+// Highest level this CPU supports (CPUID: avx2+fma; avx512f+bw+vl+dq+vnni; an AVX-512 CPU
+// without VNNI runs the avx2 level, so every kAvx512 kernel may use vpdpbusd).
 Isa MaxSupportedIsa();
-// MaxSupportedIsa() lowered by LOWBIT_ISA=scalar|avx2|avx512 when set; resolved once.
+// MaxSupportedIsa() lowered by LOWBIT_ISA=scalar|avx2|avx512 when set; resolved once. A level
+// above MaxSupportedIsa() is ignored (never raises it); an unknown value is ignored too.
 Isa ActiveIsa();
+// "scalar" | "avx2" | "avx512" (as LOWBIT_ISA spells them) -> the level; nullopt otherwise.
+std::optional<Isa> ParseIsa(const char* name);
+// min(max_supported, ParseIsa(env)) when env names a level, else max_supported (ActiveIsa's rule).
+Isa ResolveIsa(Isa max_supported, const char* env);
 
 // Activations quantized per block of 32 along the reduction dimension (llama.cpp-style Q8):
 // value[k] ~= d * q[k]; sum = sum of q over the block (for formats with an offset term).
@@ -44,9 +50,10 @@ struct ActivationsQ8 {
   int64_t blocks_per_row = 0;
 };
 
-// Quantizes x: (n_tokens, cols) into out (resized): d = max|x| / 127 per block, q = round(x / d)
-// (ties away from zero), d = 0 and q = 0 for an all-zero block. Scalar reference; used once per
-// call by the runtime for entries that want_q8.
+// Quantizes x: (n_tokens, cols) into out (resized): d = max|x| / 127 per block (f32 division),
+// q = round(x * (127 / max|x|)) (one f32 product, ties away from zero), d = 0 and q = 0 for an
+// all-zero block. Used once per call by the runtime for entries that want_q8. Non-finite inputs
+// are the caller's problem (a NaN/Inf activation makes the whole block's d NaN/Inf).
 void QuantizeActivationsQ8(const float* x, int64_t n_tokens, int64_t cols, ActivationsQ8* out);
 
 struct MatmulArgs {
@@ -73,12 +80,24 @@ struct KernelEntry {
   RepackFn repack = nullptr;  // null: run() reads the format's own packed bytes
   bool wants_q8 = false;      // run() reads args.x_q8
   int64_t row_granule = 1;    // threads split rows in multiples of this
+  // Q8 kernels of formats with a per-group offset (x = s * (c - z) + m) sum s * (c - z) * q and
+  // m * q apart, so their rounding error scales with |s * (c - z)| + |m| rather than |x|; the
+  // consistency test widens its bound for them (docs/kernels.md, "Tolerance").
+  bool splits_offset = false;
 };
 
 // A kernel family answers for the formats it handles (by family()/spec() of the format).
 using KernelLookupFn = std::optional<KernelEntry> (*)(const Format& format, Isa isa);
 
-// The kernel table: every family's lookup, asked in registration order.
+// The kernel table: every family's lookup, asked in registration order. Honors LOWBIT_ACT (see
+// ActivePath) for the formats that offer both activation paths.
 std::optional<KernelEntry> FindKernel(const Format& format, Isa isa);
+
+// Which activation side FindKernel picks where a format has kernels for both (kernels/gguf_*,
+// kernels/integer_*): kDefault = the format's documented choice (docs/kernels.md); kF32 / kQ8
+// force one where it exists. LOWBIT_ACT=f32|q8 sets the process-wide choice (resolved once).
+enum class ActPath : int { kDefault = 0, kF32 = 1, kQ8 = 2 };
+ActPath ActivePath();
+std::optional<KernelEntry> FindKernel(const Format& format, Isa isa, ActPath path);
 
 }  // namespace lowbit::kernels

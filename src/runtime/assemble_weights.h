@@ -5,7 +5,9 @@
 // so adding a tensor (or fixing a shape) happens here once, not per file format.
 #pragma once
 
+#include <cmath>
 #include <string>
+#include <vector>
 
 #include "lowbit/model.h"
 
@@ -31,6 +33,20 @@ inline const LlamaTensorNames kHfTensorNames = {
     "self_attn.k_proj.bias", "self_attn.v_proj.bias", "post_attention_layernorm.weight",
     "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
 
+// Norm gains and biases are copied out as f32 at load time, so checking them costs nothing: a NaN
+// or Inf there would silently turn every logit into NaN. `where` names the file.
+inline Status CheckFiniteVector(const std::string& where, const std::string& name,
+                                const std::vector<float>& v) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!std::isfinite(v[i])) {
+      return DataLoss(where + ": tensor '" + name + "' element " + std::to_string(i) + " is " +
+                      (std::isnan(v[i]) ? "NaN" : "infinite") +
+                      " (norm gains and biases must be finite)");
+    }
+  }
+  return Status::Ok();
+}
+
 // Fills m's weights from r according to m.config (which must be final and validated).
 template <class Reader>
 Status AssembleLlamaWeights(const Reader& r, const LlamaTensorNames& n, LlamaModel& m) {
@@ -38,9 +54,11 @@ Status AssembleLlamaWeights(const Reader& r, const LlamaTensorNames& n, LlamaMod
   const int64_t dim = c.dim, q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
   const int64_t hidden = c.hidden_dim;
   LOWBIT_ASSIGN_OR_RETURN(m.token_embedding, r.Matrix(n.token_embedding, c.vocab_size, dim));
-  m.layers.resize(static_cast<size_t>(c.n_layers));
+  // Layers are appended as their tensors are found, never allocated up front: n_layers comes from
+  // the file's metadata, and a hostile block_count must not allocate before a tensor is missing.
+  m.layers.clear();
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    LayerWeights& w = m.layers[static_cast<size_t>(l)];
+    LayerWeights& w = m.layers.emplace_back();
     const std::string b = n.layer_prefix + std::to_string(l) + ".";
     LOWBIT_ASSIGN_OR_RETURN(w.attn_norm, r.Vector(b + n.attn_norm, dim));
     LOWBIT_ASSIGN_OR_RETURN(w.wq, r.Matrix(b + n.wq, q_dim, dim));

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -133,15 +135,27 @@ void ReadRow(const WeightView& w, int64_t row, float* out) {
   }
 }
 
-void PrepareWeightForIsa(WeightView&, kernels::Isa) {}
+namespace {
 
-void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
-            kernels::Isa) {
-  Linear(w, x, n_tokens, y, pool);
+// What PrepareWeightForIsa stores in WeightView::kernel_plan.
+struct KernelPlan {
+  kernels::Isa isa;
+  kernels::ActPath path;
+  kernels::KernelEntry entry;
+  std::vector<uint8_t> repacked;  // entry.repack's output; empty when the kernel reads w.data
+};
+
+// Rows per pool task: about 4 tasks per thread (dynamic hand-out evens out uneven progress), at
+// least 16 rows so a task streams a few KiB at least, a multiple of the entry's granule. Which task
+// computes a row never changes its bits.
+int64_t RowsPerTask(int64_t rows, int threads, int64_t granule) {
+  const int64_t target = std::max<int64_t>(16, (rows + 4 * threads - 1) / (4 * threads));
+  return (target + granule - 1) / granule * granule;
 }
 
-void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
-  LOWBIT_CHECK(w.data != nullptr && w.rows > 0 && w.cols > 0 && n_tokens > 0);
+// The f32 path and the tiled dequantize + f32 fallback (formats without a fused kernel).
+void LinearTiled(const WeightView& w, const float* x, int64_t n_tokens, float* y,
+                 ThreadPool& pool) {
   const Kernels& kernels = GetKernels();
   const int64_t n_tiles = (w.rows + kTileRows - 1) / kTileRows;
   pool.ParallelFor(n_tiles, [&](int64_t tile, int /*thread*/) {
@@ -159,6 +173,89 @@ void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
     }
     kernels.tile(x, n_tokens, w.cols, wt, r1 - r0, y + r0, w.rows);
   });
+}
+
+}  // namespace
+
+void PrepareWeightForIsa(WeightView& w, kernels::Isa isa, kernels::ActPath path) {
+  w.kernel_plan.reset();
+  if (w.is_f32()) return;
+  std::optional<kernels::KernelEntry> entry = kernels::FindKernel(*w.format, isa, path);
+  if (!entry) return;
+  auto plan = std::make_shared<KernelPlan>();
+  plan->isa = isa;
+  plan->path = path;
+  plan->entry = *entry;
+  if (entry->repack != nullptr) plan->repacked = entry->repack(*w.format, w.data, w.rows, w.cols);
+  w.kernel_plan = std::move(plan);
+}
+
+void PrepareModelForIsa(LlamaModel& model, kernels::Isa isa, kernels::ActPath path) {
+  PrepareWeightForIsa(model.token_embedding, isa, path);
+  for (LayerWeights& l : model.layers) {
+    for (WeightView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      PrepareWeightForIsa(*w, isa, path);
+    }
+  }
+  PrepareWeightForIsa(model.output, isa, path);
+}
+
+void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+            kernels::Isa isa) {
+  LOWBIT_CHECK(w.data != nullptr && w.rows > 0 && w.cols > 0 && n_tokens > 0);
+  if (w.is_f32()) {
+    LinearTiled(w, x, n_tokens, y, pool);
+    return;
+  }
+  // The kernel: the one prepared at load time when it is for this level (with the activation path
+  // chosen then), else looked up now (a kernel that wants a repacked layout then repacks for this
+  // call only: tests and benchmarks).
+  std::optional<kernels::KernelEntry> entry;
+  const uint8_t* data = w.data;
+  std::vector<uint8_t> repacked;
+  const auto* plan = static_cast<const KernelPlan*>(w.kernel_plan.get());
+  if (plan != nullptr && plan->isa == isa) {
+    entry = plan->entry;
+    if (entry->repack != nullptr) data = plan->repacked.data();
+  } else {
+    entry = kernels::FindKernel(*w.format, isa);
+    if (entry && entry->repack != nullptr) {
+      repacked = entry->repack(*w.format, w.data, w.rows, w.cols);
+      data = repacked.data();
+    }
+  }
+  if (!entry) {
+    LinearTiled(w, x, n_tokens, y, pool);
+    return;
+  }
+  kernels::MatmulArgs args;
+  args.w = data;
+  args.rows = w.rows;
+  args.cols = w.cols;
+  args.format = w.format.get();
+  args.x = x;
+  args.n_tokens = n_tokens;
+  args.y = y;
+  args.ldy = w.rows;
+  if (entry->wants_q8) {
+    // Quantized once per call, read by every row (calls come from one thread at a time per
+    // session; thread_local keeps concurrent sessions apart).
+    thread_local kernels::ActivationsQ8 x_q8;
+    kernels::QuantizeActivationsQ8(x, n_tokens, w.cols, &x_q8);
+    args.x_q8 = &x_q8;
+  }
+  const int64_t rows_per_task =
+      RowsPerTask(w.rows, pool.size(), std::max<int64_t>(1, entry->row_granule));
+  const int64_t n_tasks = (w.rows + rows_per_task - 1) / rows_per_task;
+  const kernels::RowRangeFn run = entry->run;
+  pool.ParallelFor(n_tasks, [&](int64_t task, int /*thread*/) {
+    const int64_t r0 = task * rows_per_task;
+    run(args, r0, std::min(w.rows, r0 + rows_per_task));
+  });
+}
+
+void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
+  Linear(w, x, n_tokens, y, pool, kernels::ActiveIsa());
 }
 
 }  // namespace lowbit

@@ -29,9 +29,19 @@ void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
 void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             kernels::Isa isa);
 
-// Gives w the layout its kernel at `isa` reads (a load-time repack) when the kernel wants one;
-// otherwise leaves w as it is. The repacked bytes are owned by w.
-void PrepareWeightForIsa(WeightView& w, kernels::Isa isa);
+// Chooses w's kernel at `isa` once (stored in w.kernel_plan, shared by copies of the view) and
+// gives w the layout that kernel reads (a load-time repack, owned by the plan) when it wants one.
+// f32 matrices and formats without a kernel get no plan. Linear works without a plan too (it
+// then looks the kernel up per call). `path` picks the activation side where a format has both
+// (kernels::ActPath; the loaders use ActivePath(), i.e. LOWBIT_ACT or the default: Q8 activations
+// where an integer-dot kernel exists). ActPath::kF32 keeps every product in f32 (the exact path:
+// the result equals a float64 reference on the decoded weights to f32 rounding), which Linear
+// then uses for this matrix at this level whatever LOWBIT_ACT says.
+void PrepareWeightForIsa(WeightView& w, kernels::Isa isa,
+                         kernels::ActPath path = kernels::ActivePath());
+// PrepareWeightForIsa for every matrix of the model (the loaders call it with ActiveIsa()).
+void PrepareModelForIsa(LlamaModel& model, kernels::Isa isa,
+                        kernels::ActPath path = kernels::ActivePath());
 
 // out: (cols) = row `row` of W as f32 (embedding lookup).
 void ReadRow(const WeightView& w, int64_t row, float* out);

@@ -4,11 +4,15 @@
 // RoPE layout: the llama converter permutes the rows of attn_q / attn_k so that rotated pairs are
 // adjacent (2i, 2i+1), as in llama2.c; qwen2 files keep the HF order, whose pairs are (i, i + d/2)
 // ("NeoX" style).
+#include <climits>
 #include <cstring>
 
 #include "lowbit/gguf.h"
+#include "lowbit/format_registry.h"
 #include "lowbit/model.h"
+#include "lowbit/quantize.h"
 #include "runtime/assemble_weights.h"
+#include "runtime/linear.h"
 
 namespace lowbit {
 namespace {
@@ -64,6 +68,7 @@ class GgufModelReader {
       return Unimplemented(file_.path() + ": tensor '" + name + "' has type " +
                            GgmlTypeName(t->ggml_type) + ", which lowbit cannot decode");
     }
+    LOWBIT_RETURN_IF_ERROR(CheckFiniteVector(file_.path(), name, v));
     return v;
   }
 
@@ -77,6 +82,17 @@ class GgufModelReader {
   }
   const GgufFile& file_;
 };
+
+// Model sizes read from metadata must lie in [1, 2^31 - 1]: real models are far below, and the
+// bound keeps products of two sizes (n_heads * head_dim) from overflowing int64.
+constexpr int64_t kMaxModelSize = INT32_MAX;
+Status CheckSize(const GgufFile& f, const std::string& key, int64_t v) {
+  if (v < 1 || v > kMaxModelSize) {
+    return DataLoss(f.path() + ": metadata key '" + key + "' = " + std::to_string(v) +
+                    " is not a size in [1, " + std::to_string(kMaxModelSize) + "]");
+  }
+  return Status::Ok();
+}
 
 Result<LlamaConfig> ReadConfig(const GgufFile& f) {
   LlamaConfig c;
@@ -93,10 +109,15 @@ Result<LlamaConfig> ReadConfig(const GgufFile& f) {
   LOWBIT_ASSIGN_OR_RETURN(c.n_heads, f.GetInt(p + "attention.head_count"));
   LOWBIT_ASSIGN_OR_RETURN(c.n_kv_heads, f.GetIntOr(p + "attention.head_count_kv", c.n_heads));
   LOWBIT_ASSIGN_OR_RETURN(c.context_length, f.GetIntOr(p + "context_length", 0));
-  if (c.n_heads <= 0) {
-    return DataLoss(f.path() + ": " + p + "attention.head_count = " + std::to_string(c.n_heads));
-  }
+  LOWBIT_RETURN_IF_ERROR(CheckSize(f, p + "embedding_length", c.dim));
+  LOWBIT_RETURN_IF_ERROR(CheckSize(f, p + "feed_forward_length", c.hidden_dim));
+  LOWBIT_RETURN_IF_ERROR(CheckSize(f, p + "block_count", c.n_layers));
+  LOWBIT_RETURN_IF_ERROR(CheckSize(f, p + "attention.head_count", c.n_heads));
+  LOWBIT_RETURN_IF_ERROR(CheckSize(f, p + "attention.head_count_kv", c.n_kv_heads));
   LOWBIT_ASSIGN_OR_RETURN(c.head_dim, f.GetIntOr(p + "attention.key_length", c.dim / c.n_heads));
+  if (f.Find(p + "attention.key_length") != nullptr) {
+    LOWBIT_RETURN_IF_ERROR(CheckSize(f, p + "attention.key_length", c.head_dim));
+  }
   LOWBIT_ASSIGN_OR_RETURN(const int64_t value_length,
                           f.GetIntOr(p + "attention.value_length", c.head_dim));
   if (value_length != c.head_dim) {
@@ -105,6 +126,9 @@ Result<LlamaConfig> ReadConfig(const GgufFile& f) {
                          " differs from key_length " + std::to_string(c.head_dim));
   }
   LOWBIT_ASSIGN_OR_RETURN(c.rope_dim, f.GetIntOr(p + "rope.dimension_count", c.head_dim));
+  if (f.Find(p + "rope.dimension_count") != nullptr) {
+    LOWBIT_RETURN_IF_ERROR(CheckSize(f, p + "rope.dimension_count", c.rope_dim));
+  }
   LOWBIT_ASSIGN_OR_RETURN(c.rope_theta, f.GetFloatOr(p + "rope.freq_base", 10000.0));
   LOWBIT_ASSIGN_OR_RETURN(const double eps,
                           f.GetFloatOr(p + "attention.layer_norm_rms_epsilon", 1e-5));
@@ -154,9 +178,27 @@ Result<LlamaModel> LoadFromGguf(std::shared_ptr<const GgufFile> file) {
     const int64_t rope_dim = c.rope_dim > 0 ? c.rope_dim : c.head_dim;
     LOWBIT_ASSIGN_OR_RETURN(m.rope_freq_factors, r.Vector("rope_freqs.weight", rope_dim / 2));
   }
+  // Activation formats written by `lowbit quantize --acts ...` apply automatically.
+  const std::pair<const char*, FormatPtr*> act_keys[] = {
+      {kActLinearInputsKey, &m.activations.linear_inputs},
+      {kActAttentionKey, &m.activations.attention},
+      {kActKvCacheKey, &m.activations.kv_cache}};
+  for (const auto& [key, slot] : act_keys) {
+    if (file->Find(key) == nullptr) continue;
+    LOWBIT_ASSIGN_OR_RETURN(std::string spec, file->GetString(key));
+    Result<FormatPtr> format = ParseFormat(spec);
+    if (!format.ok()) {
+      return DataLoss(path + ": metadata '" + key + "': " + format.status().message());
+    }
+    *slot = *format;
+  }
+  if (Status st = ValidateActivationFormats(m.activations); !st.ok()) {
+    return DataLoss(path + ": " + st.message());
+  }
   m.source = path;
   m.source_kind = "gguf";
   m.storage = file;
+  PrepareModelForIsa(m, kernels::ActiveIsa());  // choose each matrix's fused kernel once
   return m;
 }
 

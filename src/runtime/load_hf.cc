@@ -67,6 +67,7 @@ class HfReader {
       return Unimplemented(dir_ + ": tensor '" + name + "' has dtype " +
                            std::string(SafetensorsDtypeName(t->dtype)));
     }
+    LOWBIT_RETURN_IF_ERROR(CheckFiniteVector(dir_, name, v));
     return v;
   }
 

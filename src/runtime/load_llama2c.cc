@@ -20,21 +20,28 @@
 //     wcls            (vocab, dim)               only when vocab_size < 0
 // RoPE uses adjacent pairs with theta 10000; RMSNorm eps 1e-5 (run.c's constants).
 #include <cstring>
+#include <memory>
+#include <vector>
 
 #include "io/file_io.h"
 #include "lowbit/model.h"
+#include "runtime/assemble_weights.h"
 
 namespace lowbit {
 
-Result<LlamaModel> LoadLlama2c(const std::string& path) {
-  LOWBIT_ASSIGN_OR_RETURN(std::shared_ptr<const io::MappedFile> file, io::MappedFile::Open(path));
+namespace {
+
+// Parses a llama2.c checkpoint of `size` bytes at `data`; `storage` keeps those bytes alive for the
+// returned model's views. One code path for files (mapped) and bytes in memory (tests, fuzzing).
+Result<LlamaModel> ParseLlama2c(const std::string& path, std::shared_ptr<const void> storage,
+                                const uint8_t* data, uint64_t size) {
   constexpr uint64_t kHeaderBytes = 28;
-  if (file->size() < kHeaderBytes) {
-    return DataLoss(path + ": " + std::to_string(file->size()) +
+  if (size < kHeaderBytes) {
+    return DataLoss(path + ": " + std::to_string(size) +
                     " bytes, too short for the 28-byte llama2.c header");
   }
   int32_t h[7];
-  std::memcpy(h, file->data(), sizeof(h));
+  std::memcpy(h, data, sizeof(h));
   const char* kNames[7] = {"dim",        "hidden_dim", "n_layers", "n_heads",
                            "n_kv_heads", "vocab_size", "seq_len"};
   for (int i = 0; i < 7; ++i) {
@@ -67,20 +74,26 @@ Result<LlamaModel> LoadLlama2c(const std::string& path) {
 
   const int64_t L = c.n_layers, dim = c.dim, hs = c.head_dim;
   const int64_t q_dim = c.n_heads * hs, kv_dim = c.n_kv_heads * hs, hidden = c.hidden_dim;
-  const int64_t expected_floats = c.vocab_size * dim + L * dim + L * q_dim * dim +
-                                  2 * L * kv_dim * dim + L * dim * q_dim + L * dim +
-                                  3 * L * hidden * dim + dim + c.context_length * hs +
-                                  (c.tied_embeddings ? 0 : c.vocab_size * dim);
-  const uint64_t expected_bytes = kHeaderBytes + 4 * static_cast<uint64_t>(expected_floats);
-  if (file->size() != expected_bytes) {
-    return DataLoss(path + ": " + std::to_string(file->size()) +
-                    " bytes, but the llama2.c header (" + c.ToString() + ", seq_len " +
-                    std::to_string(c.context_length) + ") implies " +
-                    std::to_string(expected_bytes));
+  // The header fields are each < 2^24, so products of three (e.g. n_layers * hidden_dim * dim)
+  // overflow int64: sum the tensor sizes with overflow checks, in unsigned 128-bit arithmetic.
+  using U128 = unsigned __int128;
+  const U128 expected_floats =
+      U128(c.vocab_size) * dim + U128(L) * dim + U128(L) * q_dim * dim +
+      2 * U128(L) * kv_dim * dim + U128(L) * dim * q_dim + U128(L) * dim +
+      3 * U128(L) * hidden * dim + dim + U128(c.context_length) * hs +
+      (c.tied_embeddings ? 0 : U128(c.vocab_size) * dim);
+  const U128 expected_bytes = kHeaderBytes + 4 * expected_floats;
+  if (U128(size) != expected_bytes) {
+    const bool huge = expected_bytes > U128(UINT64_MAX);
+    return DataLoss(path + ": " + std::to_string(size) + " bytes, but the llama2.c header (" +
+                    c.ToString() + ", seq_len " + std::to_string(c.context_length) +
+                    ") implies " +
+                    (huge ? std::string("more than 2^64")
+                          : std::to_string(static_cast<uint64_t>(expected_bytes))));
   }
 
   // Walks the tensors in file order; every offset is 28 + 4k, so f32 data is 4-byte aligned.
-  const uint8_t* cursor = file->data() + kHeaderBytes;
+  const uint8_t* cursor = data + kHeaderBytes;
   auto take = [&](int64_t n_floats) {
     const uint8_t* p = cursor;
     cursor += 4 * n_floats;
@@ -135,11 +148,33 @@ Result<LlamaModel> LoadLlama2c(const std::string& path) {
   take(c.context_length * hs);  // freq_cis_real, freq_cis_imag: (seq_len, head_size / 2) each
   m.output = c.tied_embeddings ? m.token_embedding
                                : matrix("wcls", take(c.vocab_size * dim), c.vocab_size, dim);
-  LOWBIT_CHECK(cursor == file->data() + file->size());
+  LOWBIT_CHECK(cursor == data + size);
+  for (int64_t l = 0; l < L; ++l) {
+    const LayerWeights& w = m.layers[size_t(l)];
+    LOWBIT_RETURN_IF_ERROR(CheckFiniteVector(path, name("rms_att", l), w.attn_norm));
+    LOWBIT_RETURN_IF_ERROR(CheckFiniteVector(path, name("rms_ffn", l), w.ffn_norm));
+  }
+  LOWBIT_RETURN_IF_ERROR(CheckFiniteVector(path, "rms_final", m.output_norm));
   m.source = path;
   m.source_kind = "llama2c";
-  m.storage = file;
+  m.storage = std::move(storage);
   return m;
+}
+
+}  // namespace
+
+Result<LlamaModel> LoadLlama2c(const std::string& path) {
+  LOWBIT_ASSIGN_OR_RETURN(std::shared_ptr<const io::MappedFile> file, io::MappedFile::Open(path));
+  const uint8_t* data = file->data();
+  const uint64_t size = file->size();
+  return ParseLlama2c(path, std::move(file), data, size);
+}
+
+Result<LlamaModel> LoadLlama2cFromBytes(std::vector<uint8_t> bytes, std::string name) {
+  auto owned = std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
+  const uint8_t* data = owned->data();
+  const uint64_t size = owned->size();
+  return ParseLlama2c(name, std::move(owned), data, size);
 }
 
 }  // namespace lowbit

@@ -116,6 +116,39 @@ std::string LlamaModel::FormatSummary() const {
   return out;
 }
 
+namespace {
+
+// Quantize-then-dequantize of `rows` independent rows of `cols` floats in place: the simulated
+// quantization of activations (WxAy). Rows are split across the pool; each row's result depends
+// only on its own values, so the thread count never changes a bit.
+void QdqRows(const Format* format, float* x, int64_t rows, int64_t cols, ThreadPool& pool) {
+  if (format == nullptr) return;
+  pool.ParallelFor(rows, [&](int64_t r, int) {
+    thread_local std::vector<uint8_t> packed;
+    packed.resize(static_cast<size_t>(format->PackedBytes(1, cols)));
+    float* row = x + r * cols;
+    const Status st = format->Quantize(row, 1, cols, packed.data());
+    LOWBIT_CHECK(st.ok());  // formats are checked with ValidateActivationFormat at session start
+    format->DequantizeRows(packed.data(), 1, cols, 0, 1, row);
+  });
+}
+
+}  // namespace
+
+void UseExactKernels(LlamaModel& model) {
+  PrepareModelForIsa(model, kernels::ActiveIsa(), kernels::ActPath::kF32);
+}
+
+Status ValidateActivationFormats(const ActivationQuantOptions& a) {
+  for (const FormatPtr* f : {&a.linear_inputs, &a.attention, &a.kv_cache}) {
+    if (*f && !(*f)->can_quantize()) {
+      return InvalidArgument("activation format " + (*f)->spec() +
+                             " is decode-only: it cannot quantize activations");
+    }
+  }
+  return Status::Ok();
+}
+
 // Scratch for one Forward call; n = tokens in the call.
 struct LlamaSession::Activations {
   std::vector<float> x;        // (n, dim) residual stream
@@ -132,7 +165,9 @@ struct LlamaSession::Activations {
 LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& options)
     : model_(model),
       pool_(std::make_unique<ThreadPool>(options.n_threads)),
-      act_(std::make_unique<Activations>()) {
+      act_(std::make_unique<Activations>()),
+      linear_input_observer_(options.linear_input_observer) {
+  LOWBIT_CHECK(ValidateActivationFormats(model.activations).ok());
   const LlamaConfig& c = model.config;
   max_tokens_ =
       options.max_tokens > 0
@@ -177,6 +212,18 @@ Status LlamaSession::Forward(std::span<const int32_t> tokens, int64_t logits_fro
   const int64_t heads_per_kv = c.n_heads / c.n_kv_heads;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   ThreadPool& pool = *pool_;
+  const Format* act_linear = model_.activations.linear_inputs.get();
+  const Format* act_attention = model_.activations.attention.get();
+  const Format* act_kv = model_.activations.kv_cache.get();
+  // Quantizes the shared input of the linears `ws` (x: (n_tokens, cols)), then shows it to the
+  // calibration observer once per linear.
+  auto prepare_input = [&](int64_t layer, std::initializer_list<const WeightView*> ws, float* x,
+                           int64_t n_tokens, int64_t cols) {
+    QdqRows(act_linear, x, n_tokens, cols, pool);
+    if (linear_input_observer_) {
+      for (const WeightView* w : ws) linear_input_observer_(layer, *w, x, n_tokens);
+    }
+  };
   Activations& a = *act_;
   auto size = [](int64_t rows, int64_t cols) { return static_cast<size_t>(rows * cols); };
   a.x.resize(size(n, dim));
@@ -198,6 +245,7 @@ Status LlamaSession::Forward(std::span<const int32_t> tokens, int64_t logits_fro
     for (int64_t t = 0; t < n; ++t) {
       RmsNorm(&a.x[size(t, dim)], w.attn_norm.data(), dim, c.rms_eps, &a.xb[size(t, dim)]);
     }
+    prepare_input(l, {&w.wq, &w.wk, &w.wv}, a.xb.data(), n, dim);
     Linear(w.wq, a.xb.data(), n, a.q.data(), pool);
     Linear(w.wk, a.xb.data(), n, a.k.data(), pool);
     Linear(w.wv, a.xb.data(), n, a.v.data(), pool);
@@ -215,6 +263,17 @@ Status LlamaSession::Forward(std::span<const int32_t> tokens, int64_t logits_fro
       const float* cs = &a.cos_sin[size(t, rope_dim)];
       ApplyRope(qt, c.n_heads, hd, rope_dim, c.rope_layout, cs);
       ApplyRope(kt, c.n_kv_heads, hd, rope_dim, c.rope_layout, cs);
+    }
+    // Cache quantization, then the attention operands: each head's q, k and v row (head_dim) is
+    // one row of the activation format.
+    QdqRows(act_kv, a.k.data(), n * c.n_kv_heads, hd, pool);
+    QdqRows(act_kv, a.v.data(), n * c.n_kv_heads, hd, pool);
+    QdqRows(act_attention, a.q.data(), n * c.n_heads, hd, pool);
+    QdqRows(act_attention, a.k.data(), n * c.n_kv_heads, hd, pool);
+    QdqRows(act_attention, a.v.data(), n * c.n_kv_heads, hd, pool);
+    for (int64_t t = 0; t < n; ++t) {
+      const float* kt = &a.k[size(t, kv_dim)];
+      const float* vt = &a.v[size(t, kv_dim)];
       std::memcpy(key_layer + (pos_ + t) * kv_dim, kt, sizeof(float) * size_t(kv_dim));
       std::memcpy(value_layer + (pos_ + t) * kv_dim, vt, sizeof(float) * size_t(kv_dim));
     }
@@ -227,9 +286,10 @@ Status LlamaSession::Forward(std::span<const int32_t> tokens, int64_t logits_fro
       thread_local std::vector<float> scores;
       if (scores.size() < size_t(n_keys)) scores.resize(size_t(n_keys));
       AttendOneHead(&a.q[size(t, q_dim) + size_t(h * hd)], key_layer + kvh * hd,
-                    value_layer + kvh * hd, kv_dim, n_keys, hd, scale, scores.data(),
-                    &a.att[size(t, q_dim) + size_t(h * hd)]);
+                    value_layer + kvh * hd, kv_dim, n_keys, hd, scale, act_attention,
+                    scores.data(), &a.att[size(t, q_dim) + size_t(h * hd)]);
     });
+    prepare_input(l, {&w.wo}, a.att.data(), n, q_dim);
     Linear(w.wo, a.att.data(), n, a.xb.data(), pool);
     for (size_t i = 0; i < size(n, dim); ++i) a.x[i] += a.xb[i];
 
@@ -237,9 +297,11 @@ Status LlamaSession::Forward(std::span<const int32_t> tokens, int64_t logits_fro
     for (int64_t t = 0; t < n; ++t) {
       RmsNorm(&a.x[size(t, dim)], w.ffn_norm.data(), dim, c.rms_eps, &a.xb[size(t, dim)]);
     }
+    prepare_input(l, {&w.w_gate, &w.w_up}, a.xb.data(), n, dim);
     Linear(w.w_gate, a.xb.data(), n, a.gate.data(), pool);
     Linear(w.w_up, a.xb.data(), n, a.up.data(), pool);
     SwiGlu(a.gate.data(), a.up.data(), n * hidden, a.gate.data());
+    prepare_input(l, {&w.w_down}, a.gate.data(), n, hidden);
     Linear(w.w_down, a.gate.data(), n, a.xb.data(), pool);
     for (size_t i = 0; i < size(n, dim); ++i) a.x[i] += a.xb[i];
   }
@@ -253,6 +315,7 @@ Status LlamaSession::Forward(std::span<const int32_t> tokens, int64_t logits_fro
     RmsNorm(&a.x[size(logits_from + t, dim)], model_.output_norm.data(), dim, c.rms_eps,
             &a.xb[size(t, dim)]);
   }
+  prepare_input(-1, {&model_.output}, a.xb.data(), n_out, dim);
   Linear(model_.output, a.xb.data(), n_out, logits->data(), pool);
   return Status::Ok();
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 #include <numbers>
 
 #include "runtime/linear.h"
@@ -97,9 +98,16 @@ void SwiGlu(const float* gate, const float* up, int64_t n, float* out) {
 }
 
 void AttendOneHead(const float* q, const float* keys, const float* values, int64_t stride,
-                   int64_t n_keys, int64_t head_dim, float scale, float* scores, float* out) {
+                   int64_t n_keys, int64_t head_dim, float scale, const Format* probs_format,
+                   float* scores, float* out) {
   for (int64_t j = 0; j < n_keys; ++j) scores[j] = Dot(q, keys + j * stride, head_dim) * scale;
   Softmax(scores, n_keys);
+  if (probs_format != nullptr) {
+    thread_local std::vector<uint8_t> packed;
+    packed.resize(static_cast<size_t>(probs_format->PackedBytes(1, n_keys)));
+    LOWBIT_CHECK(probs_format->Quantize(scores, 1, n_keys, packed.data()).ok());
+    probs_format->DequantizeRows(packed.data(), 1, n_keys, 0, 1, scores);
+  }
   std::memset(out, 0, sizeof(float) * static_cast<size_t>(head_dim));
   for (int64_t j = 0; j < n_keys; ++j) {
     const float p = scores[j];

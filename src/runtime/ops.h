@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "lowbit/format.h"
 #include "lowbit/model.h"
 
 namespace lowbit {
@@ -40,8 +41,10 @@ void SwiGlu(const float* gate, const float* up, int64_t n, float* out);
 // choice of n_keys):
 //   score[j] = dot(q, key j) * scale;  p = softmax(score);  out = sum_j p[j] * value j
 // keys/values: rows of head_dim floats, `stride` floats apart. scores: scratch of n_keys floats.
-// out: (head_dim), accumulated over j in increasing order.
+// out: (head_dim), accumulated over j in increasing order. A non-null probs_format quantizes the
+// row of probabilities p (n_keys values) before it multiplies the values (WxAy attention).
 void AttendOneHead(const float* q, const float* keys, const float* values, int64_t stride,
-                   int64_t n_keys, int64_t head_dim, float scale, float* scores, float* out);
+                   int64_t n_keys, int64_t head_dim, float scale, const Format* probs_format,
+                   float* scores, float* out);
 
 }  // namespace lowbit

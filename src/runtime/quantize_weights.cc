@@ -1,8 +1,11 @@
 // QuantizeModelWeights: in-memory round-to-nearest quantization of a loaded model's matrices.
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "lowbit/model.h"
+#include "runtime/linear.h"
 
 namespace lowbit {
 namespace {
@@ -32,28 +35,56 @@ Status QuantizeView(const Format& format, QuantizedStorage& storage, WeightView&
 
 }  // namespace
 
-Result<LlamaModel> QuantizeModelWeights(const LlamaModel& model, const FormatPtr& format) {
-  if (!format->can_quantize()) {
-    return Unimplemented("format " + format->spec() + " is decode-only: it cannot be a target");
+std::vector<std::pair<std::string, WeightView*>> NamedMatrices(LlamaModel& m) {
+  std::vector<std::pair<std::string, WeightView*>> out;
+  out.emplace_back("token_embd.weight", &m.token_embedding);
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    LayerWeights& w = m.layers[l];
+    const std::string b = "blk." + std::to_string(l) + ".";
+    out.emplace_back(b + "attn_q.weight", &w.wq);
+    out.emplace_back(b + "attn_k.weight", &w.wk);
+    out.emplace_back(b + "attn_v.weight", &w.wv);
+    out.emplace_back(b + "attn_output.weight", &w.wo);
+    out.emplace_back(b + "ffn_gate.weight", &w.w_gate);
+    out.emplace_back(b + "ffn_up.weight", &w.w_up);
+    out.emplace_back(b + "ffn_down.weight", &w.w_down);
   }
+  if (m.output.data != m.token_embedding.data) out.emplace_back("output.weight", &m.output);
+  return out;
+}
+
+std::vector<std::pair<std::string, const WeightView*>> GgufMatrixNames(const LlamaModel& model) {
+  std::vector<std::pair<std::string, const WeightView*>> out;
+  for (auto& [name, view] : NamedMatrices(const_cast<LlamaModel&>(model))) {
+    out.emplace_back(name, view);
+  }
+  return out;
+}
+
+Result<LlamaModel> QuantizeModelWeights(const LlamaModel& model,
+                                        const MatrixFormatChooser& choose) {
   auto storage = std::make_shared<QuantizedStorage>();
   storage->source = model.storage;
   LlamaModel q = model;
-  std::vector<WeightView*> views = {&q.token_embedding};
-  for (LayerWeights& l : q.layers) {
-    for (WeightView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
-      views.push_back(w);
-    }
-  }
   const bool tied = model.output.data == model.token_embedding.data;
-  if (!tied) views.push_back(&q.output);
-  for (WeightView* w : views) {
+  for (auto& [name, w] : NamedMatrices(q)) {
+    FormatPtr format = choose(*w, name);
+    if (format == nullptr) continue;  // kept as stored
+    if (!format->can_quantize()) {
+      return Unimplemented("tensor '" + name + "': format " + format->spec() +
+                           " is decode-only: it cannot be a target");
+    }
     LOWBIT_RETURN_IF_ERROR(QuantizeView(*format, *storage, *w));
     w->format = format;
   }
   if (tied) q.output = q.token_embedding;
   q.storage = storage;
+  PrepareModelForIsa(q, kernels::ActiveIsa());  // choose each matrix's fused kernel once
   return q;
+}
+
+Result<LlamaModel> QuantizeModelWeights(const LlamaModel& model, const FormatPtr& format) {
+  return QuantizeModelWeights(model, [&](const WeightView&, const std::string&) { return format; });
 }
 
 }  // namespace lowbit

@@ -2,6 +2,7 @@
 // (several input distributions). Release-only suite: too slow under the sanitizers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -33,6 +34,10 @@ TEST_P(FormatErrorBound, HoldsOnAMillionRandomBlocks) {
     auto x = testing::RandomFloats(rng, bound.size(), static_cast<int>(batch));
     auto r = testing::QuantizeDequantize(*f, x, rows_per_batch, cols);
     f->ErrorBound(x.data(), rows_per_batch, cols, bound.data());
+    if (batch == 0 && std::all_of(bound.begin(), bound.end(), [](float b) { return std::isinf(b); })) {
+      // Learned per-tensor codebooks (aqlm) have no a-priori bound: nothing to check here.
+      GTEST_SKIP() << f->spec() << ": no finite error bound (learned codebooks)";
+    }
     for (size_t i = 0; i < x.size(); ++i) {
       if (std::isinf(bound[i])) {  // overflows to Inf/NaN by definition (IEEE overflow mode)
         ++overflowed;

@@ -22,9 +22,20 @@ int ReportError(const Status& status);
 // (no-op for an empty spec).
 Status QuantizeModelInPlace(const std::string& spec, LlamaModel& model);
 
+// --acts / --attn-acts / --kv-acts: activation formats (WxAy) applied at run time; they replace
+// the formats a quantized GGUF file carries only where given.
+struct ActivationCliOptions {
+  std::string linear_inputs, attention, kv_cache;
+  void AddTo(CLI::App* cmd);
+};
+Status ApplyActivationFormats(const ActivationCliOptions& options, LlamaModel& model);
+
 void AddFormatsCommand(CLI::App& app, int* exit_code);
 void AddQdqCommand(CLI::App& app, int* exit_code);
 void AddRunCommand(CLI::App& app, int* exit_code);
 void AddEvalCommand(CLI::App& app, int* exit_code);
+void AddQuantizeCommand(CLI::App& app, int* exit_code);
+void AddSweepCommand(CLI::App& app, int* exit_code);
+void AddBenchCommand(CLI::App& app, int* exit_code);
 
 }  // namespace lowbit::cli

@@ -25,6 +25,8 @@ namespace {
 
 struct EvalCliOptions {
   std::string model;
+  ActivationCliOptions acts;
+  bool exact = false;  // exact kernels (f32 activations into every product)
   std::string weights;  // optional format spec: quantize --model's matrices in memory (RTN)
   std::string tokenizer;
   std::string text;
@@ -92,6 +94,8 @@ int RunEval(EvalCliOptions o) {
   Result<LoadedModel> loaded = LoadModelWithTokenizer(o.model, o.tokenizer);
   if (!loaded.ok()) return ReportError(loaded.status());
   if (Status st = QuantizeModelInPlace(o.weights, loaded->model); !st.ok()) return ReportError(st);
+  if (Status st = ApplyActivationFormats(o.acts, loaded->model); !st.ok()) return ReportError(st);
+  if (o.exact) UseExactKernels(loaded->model);
   const Tokenizer& tokenizer = *loaded->tokenizer;
 
   std::unique_ptr<LogitsFileReader> reference_file;
@@ -119,6 +123,7 @@ int RunEval(EvalCliOptions o) {
     Result<LoadedModel> ref = LoadModelWithTokenizer(o.reference, "");
     if (!ref.ok()) return ReportError(ref.status());
     reference_model = std::make_unique<LoadedModel>(std::move(*ref));
+    if (o.exact) UseExactKernels(reference_model->model);
     reference_session = std::make_unique<LlamaSession>(reference_model->model, session_options);
   }
 
@@ -192,6 +197,10 @@ void AddEvalCommand(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<EvalCliOptions>();
   cmd->add_option("--model,-m", o->model, "Model path (.gguf, llama2.c .bin, HF folder)")
       ->required();
+  o->acts.AddTo(cmd);
+  cmd->add_flag("--exact", o->exact,
+                "exact kernels: f32 activations into every product (default: 8-bit block "
+                "activations with integer dots where a kernel has them, as llama.cpp)");
   cmd->add_option("--weights,-w", o->weights,
                   "Quantize the model's matrices to this format in memory first (round to nearest; "
                   "see `lowbit formats`)");

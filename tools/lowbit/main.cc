@@ -27,6 +27,28 @@ Status QuantizeModelInPlace(const std::string& spec, LlamaModel& model) {
   return Status::Ok();
 }
 
+void ActivationCliOptions::AddTo(CLI::App* cmd) {
+  cmd->add_option("--acts", linear_inputs,
+                  "activation format (WxAy): input rows of every linear layer, per token");
+  cmd->add_option("--attn-acts", attention,
+                  "format of both operands of the two attention matmuls (q, k, softmax, v rows)");
+  cmd->add_option("--kv-acts", kv_cache, "format of keys and values written to the KV cache");
+}
+
+Status ApplyActivationFormats(const ActivationCliOptions& options, LlamaModel& model) {
+  const std::pair<const std::string*, FormatPtr*> slots[] = {
+      {&options.linear_inputs, &model.activations.linear_inputs},
+      {&options.attention, &model.activations.attention},
+      {&options.kv_cache, &model.activations.kv_cache}};
+  for (const auto& [spec, slot] : slots) {
+    if (spec->empty()) continue;
+    Result<FormatPtr> format = ParseFormat(*spec);
+    if (!format.ok()) return format.status();
+    *slot = *format;
+  }
+  return ValidateActivationFormats(model.activations);
+}
+
 }  // namespace lowbit::cli
 
 int main(int argc, char** argv) {
@@ -38,6 +60,9 @@ int main(int argc, char** argv) {
   AddQdqCommand(app, &exit_code);
   AddRunCommand(app, &exit_code);
   AddEvalCommand(app, &exit_code);
+  AddQuantizeCommand(app, &exit_code);
+  AddSweepCommand(app, &exit_code);
+  AddBenchCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

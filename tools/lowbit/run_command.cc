@@ -19,6 +19,7 @@ namespace {
 
 struct RunOptions {
   std::string model;
+  ActivationCliOptions acts;
   std::string weights;  // optional format spec: quantize the matrices in memory (RTN)
   std::string tokenizer;
   std::string prompt;
@@ -35,6 +36,7 @@ int RunGenerate(const RunOptions& o) {
   Result<LoadedModel> loaded = LoadModelWithTokenizer(o.model, o.tokenizer);
   if (!loaded.ok()) return ReportError(loaded.status());
   if (Status st = QuantizeModelInPlace(o.weights, loaded->model); !st.ok()) return ReportError(st);
+  if (Status st = ApplyActivationFormats(o.acts, loaded->model); !st.ok()) return ReportError(st);
   const LlamaModel& model = loaded->model;
   const Tokenizer& tokenizer = *loaded->tokenizer;
   if (o.verbose) {
@@ -113,6 +115,7 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
                                      "Hugging Face folder)");
   auto o = std::make_shared<RunOptions>();
   cmd->add_option("--model,-m", o->model, "Model path")->required();
+  o->acts.AddTo(cmd);
   cmd->add_option("--weights,-w", o->weights,
                   "Quantize the model's matrices to this format in memory first (round to nearest)");
   cmd->add_option("--tokenizer", o->tokenizer,

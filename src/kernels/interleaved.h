@@ -1,0 +1,89 @@
+// Row-interleaved integer-dot kernels ("il16"): the batch-1 fast path for every block format
+// whose weights are small integers times a per-block scale (docs/kernels.md, "Interleaved Q8
+// kernels").
+//
+// A load-time repack (KernelEntry::repack) rewrites the format's packed rows into groups of 16
+// rows. Within a group, unit u (elements 32u .. 32u + 31 of every row) is stored as
+//   [codes: 64 * bits bytes][scales: segs x 16 fields][mins: 16 fp16, when has_min]
+// where every weight is w = scale_seg * (c - zero) [+ min] with c an unsigned code:
+//   * codes, bits = 4: 4 vectors of 64 bytes; in vector j, dword r (row r) byte i holds element
+//     8j + i in its low nibble and element 8j + 4 + i in its high nibble (a vpand / vpsrlw gives
+//     16 rows x 4 consecutive codes, one dword per row: exactly what vpdpbusd multiplies with a
+//     broadcast dword of 4 activations). With `lut`, the nibble is an index into lut16 (vpshufb):
+//     mxfp4's E2M1 values x 2 are the integers -12..12, c = 2 v + 12.
+//   * bits = 6: the 4-bit layout of c & 15, then 2 vectors of 64 bytes of c >> 4: code vector v
+//     (elements 4v .. 4v + 3; v = 2j low nibbles, 2j + 1 high nibbles of vector j) has its 2 high
+//     bits in vector v / 4, bits 2 (v % 4) .. 2 (v % 4) + 1 of each byte.
+//   * bits = 8: 8 vectors; vector j, dword r = elements 4j .. 4j + 3 of row r.
+//   * scale kF16: the format's own fp16 field (one per unit); kExp: the block's shared byte b,
+//     scale = 2^(b - bias) (b read signed when exp_signed), NaN where b == nan_byte. The exponent
+//     folds in the element's power-of-two denominator (mxfp4: 2^-1), so it is exact.
+// Rows past the matrix are zero codes (c = zero) with scale 0 / 2^0; their outputs are not stored.
+//
+// Per output lane (row) and token, in unit order:
+//   isum = sum_k c_k q_k - zero * sum_k q_k  (int32, exact: vpdpbusd / pmaddubsw+pmaddwd)
+//   acc = fma(float(isum) * d_x, scale_seg, acc)        once per segment (16 or 32 elements)
+//   acc = fma(float(xsum) * d_x, min, acc)              formats with a min (KernelEntry::splits_offset)
+// y = acc (no horizontal reduction: a lane is a row). Every token runs the same operations alone
+// or in a batch, and every row the same operations in any group split, so results do not depend
+// on the thread count or the batch size.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "kernels/kernel.h"
+
+namespace lowbit::kernels {
+
+inline constexpr int64_t kIlRows = 16;
+inline constexpr int64_t kIlHeaderBytes = 128;
+
+enum class IlScale : int32_t { kF16 = 0, kExp = 1 };
+
+struct IlDesc {
+  int32_t bits = 4;        // storage width of a code: 4, 6 or 8
+  int32_t lut = 0;         // bits == 4: the nibble indexes lut16
+  int32_t segs = 1;        // scale segments per unit of 32: 1 or 2 (blocks of 16)
+  IlScale scale = IlScale::kF16;
+  int32_t exp_signed = 0;  // kExp: the shared byte is an int8
+  int32_t has_min = 0;     // fp16 min per unit (q4_1, q5_1, int asym)
+  int32_t zero = 0;        // c - zero is the integer weight
+  int32_t bias = 0;        // kExp: scale = 2^(b - bias)
+  int32_t nan_byte = -1;   // kExp: b == nan_byte -> NaN scale (mx E8M0 0xFF)
+  uint8_t lut16[16] = {};
+
+  int64_t CodeBytes() const { return 64 * bits; }
+  int64_t UnitBytes() const {
+    return CodeBytes() + segs * 16 * (scale == IlScale::kF16 ? 2 : 1) + (has_min ? 32 : 0);
+  }
+};
+
+// First kIlHeaderBytes of a repacked matrix.
+struct IlHeader {
+  IlDesc desc;
+  int64_t rows, cols, units, groups;
+};
+static_assert(sizeof(IlHeader) <= kIlHeaderBytes);
+
+// The layout of a format, or nothing when its weights are not small integers times a per-16/32
+// scale this layout can hold (checked against the format's own tables, not its name).
+std::optional<IlDesc> InterleavedDescFor(const Format& format);
+
+// The repack (KernelEntry::repack) of formats with an IlDesc.
+std::vector<uint8_t> InterleavedRepack(const Format& format, const uint8_t* packed, int64_t rows,
+                                       int64_t cols);
+
+// Row-range functions per level (null where that level has no instantiation for desc).
+RowRangeFn InterleavedAvx512Fn(const IlDesc& desc);
+RowRangeFn InterleavedAvx2Fn(const IlDesc& desc);
+
+// The interleaved Q8 entry of a format at the highest level <= isa that has one.
+std::optional<KernelEntry> LookupInterleavedKernel(const Format& format, Isa isa);
+
+// Per-16-element activation sums for kernels with 2 segments per unit: out[(t * units + u) * 2 + h]
+// = sum of q over elements 16h .. 16h + 15 of block u of token t.
+void IlHalfSums(const ActivationsQ8& x, int64_t t0, int64_t n_tokens, std::vector<int32_t>* out);
+
+}  // namespace lowbit::kernels

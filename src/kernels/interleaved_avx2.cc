@@ -1,0 +1,219 @@
+// AVX2 level of the row-interleaved layout (kernels/interleaved.h): each 64-byte code vector of a
+// 16-row group is two ymm halves (rows 0-7, rows 8-15); the 4-code dot of a row is pmaddubsw
+// (u8 codes x s8 activations -> int16 pairs) + pmaddwd with ones (-> int32). pmaddubsw saturates
+// at 32767, so only layouts whose codes are <= 128 get a kernel here (4- and 6-bit codes, mxfp4's
+// table); 8-bit codes keep the per-row kernels of loops_avx2.h. Same operations per lane as the
+// AVX-512 level (interleaved.h), so both give the same bits.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/interleaved.h"
+
+namespace lowbit::kernels {
+namespace {
+
+#define IL_INLINE inline __attribute__((always_inline))
+
+IL_INLINE __m256i Bcast32(const int8_t* q) {
+  int32_t v;
+  std::memcpy(&v, q, sizeof v);
+  return _mm256_set1_epi32(v);
+}
+
+// Code vectors of rows 8h .. 8h + 7 of one unit.
+template <int kBits, bool kLut>
+IL_INLINE void DecodeCodes(const uint8_t* p, __m256i lut, __m256i* cv) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int j = 0; j < 4; ++j) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * j));
+    cv[2 * j] = _mm256_and_si256(v, m4);
+    cv[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    if constexpr (kLut) {
+      cv[2 * j] = _mm256_shuffle_epi8(lut, cv[2 * j]);
+      cv[2 * j + 1] = _mm256_shuffle_epi8(lut, cv[2 * j + 1]);
+    }
+  }
+  if constexpr (kBits == 6) {
+    const __m256i m30 = _mm256_set1_epi8(0x30);
+    for (int pl = 0; pl < 2; ++pl) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 256 + 64 * pl));
+      const __m256i s[4] = {_mm256_slli_epi16(h, 4), _mm256_slli_epi16(h, 2), h,
+                            _mm256_srli_epi16(h, 2)};
+      for (int m = 0; m < 4; ++m) {
+        cv[4 * pl + m] = _mm256_or_si256(cv[4 * pl + m], _mm256_and_si256(s[m], m30));
+      }
+    }
+  }
+}
+
+IL_INLINE __m256i Dot4(__m256i codes, const int8_t* q) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, Bcast32(q)), _mm256_set1_epi16(1));
+}
+
+template <int kSegs, IlScale kScale, bool kSigned>
+IL_INLINE void LoadScales(const uint8_t* p, const IlDesc& d, __m256* s) {
+  for (int seg = 0; seg < kSegs; ++seg) {
+    if constexpr (kScale == IlScale::kF16) {
+      s[seg] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32 * seg)));
+    } else {
+      const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 16 * seg));
+      const __m256i x = kSigned ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
+      const __m256i e = _mm256_sub_epi32(x, _mm256_set1_epi32(d.bias));
+      // 2^e for e in [-149, 127]: normal e >= -126 from the exponent field; below, 2^(e + 64)
+      // (normal) times 2^-64 (exact: the product is the representable subnormal 2^e).
+      const __m256i lowe = _mm256_cmpgt_epi32(_mm256_set1_epi32(-126), e);
+      const __m256i e2 = _mm256_add_epi32(e, _mm256_and_si256(lowe, _mm256_set1_epi32(64)));
+      __m256 v = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, _mm256_set1_epi32(127)), 23));
+      v = _mm256_blendv_ps(v, _mm256_mul_ps(v, _mm256_set1_ps(0x1p-64f)), _mm256_castsi256_ps(lowe));
+      if (d.nan_byte >= 0) {
+        const __m256i nan = _mm256_cmpeq_epi32(_mm256_cvtepu8_epi32(b), _mm256_set1_epi32(d.nan_byte));
+        v = _mm256_blendv_ps(v, _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN()),
+                             _mm256_castsi256_ps(nan));
+      }
+      s[seg] = v;
+    }
+  }
+}
+
+struct IlCtx {
+  const MatmulArgs* a;
+  const IlDesc* d;
+  const uint8_t* base;
+  int64_t units;
+  int64_t unit_bytes;
+  const int32_t* half_sums;
+};
+
+// Rows 8h .. 8h + 7 of group g, tokens [t0, t0 + T).
+template <int kBits, bool kLut, int kSegs, IlScale kScale, bool kSigned, bool kMin, int T>
+IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
+  const MatmulArgs& a = *c.a;
+  const IlDesc& d = *c.d;
+  const __m256i lut = kLut ? _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                                 reinterpret_cast<const __m128i*>(d.lut16)))
+                           : _mm256_setzero_si256();
+  const int64_t bpr = a.x_q8->blocks_per_row;
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  const uint8_t* p = c.base + g * c.units * c.unit_bytes;
+  constexpr int64_t kCodeBytes = 64 * kBits;
+  constexpr int64_t kScaleBytes = kSegs * 16 * (kScale == IlScale::kF16 ? 2 : 1);
+  const int64_t fh = kScale == IlScale::kF16 ? 16 * h : 8 * h;  // scale bytes of this half
+  for (int64_t u = 0; u < c.units; ++u, p += c.unit_bytes) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + 8 * c.unit_bytes + 32 * h), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + 8 * c.unit_bytes + 32 * h + 128), _MM_HINT_T0);
+    __m256i cv[8];
+    DecodeCodes<kBits, kLut>(p + 32 * h, lut, cv);
+    __m256 s[kSegs];
+    LoadScales<kSegs, kScale, kSigned>(p + kCodeBytes + fh, d, s);
+    [[maybe_unused]] __m256 mn;
+    if constexpr (kMin) {
+      mn = _mm256_cvtph_ps(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kCodeBytes + kScaleBytes + 16 * h)));
+    }
+    for (int t = 0; t < T; ++t) {
+      const Q8Block32& b = a.x_q8->blocks[static_cast<size_t>((t0 + t) * bpr + u)];
+      const __m256 dx = _mm256_set1_ps(b.d);
+      if constexpr (kSegs == 1) {
+        __m256i i0 = _mm256_set1_epi32(-d.zero * b.sum), i1 = _mm256_setzero_si256();
+        for (int v = 0; v < 8; v += 2) {
+          i0 = _mm256_add_epi32(i0, Dot4(cv[v], b.q + 4 * v));
+          i1 = _mm256_add_epi32(i1, Dot4(cv[v + 1], b.q + 4 * v + 4));
+        }
+        const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), dx);
+        acc[t] = _mm256_fmadd_ps(f, s[0], acc[t]);
+      } else {
+        const int32_t* hs = c.half_sums + ((t0 + t) * c.units + u) * 2;
+        __m256i i0 = _mm256_set1_epi32(-d.zero * hs[0]);
+        __m256i i1 = _mm256_set1_epi32(-d.zero * hs[1]);
+        for (int v = 0; v < 4; ++v) {
+          i0 = _mm256_add_epi32(i0, Dot4(cv[v], b.q + 4 * v));
+          i1 = _mm256_add_epi32(i1, Dot4(cv[v + 4], b.q + 16 + 4 * v));
+        }
+        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i0), dx), s[0], acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i1), dx), s[1], acc[t]);
+      }
+      if constexpr (kMin) {
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(static_cast<float>(b.sum) * b.d), mn, acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) out[t] = acc[t];
+}
+
+template <int kBits, bool kLut, int kSegs, IlScale kScale, bool kSigned, bool kMin>
+void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  IlHeader hd;
+  std::memcpy(&hd, a.w, sizeof hd);
+  IlCtx c{&a, &hd.desc, a.w + kIlHeaderBytes, hd.units, hd.desc.UnitBytes(), nullptr};
+  thread_local std::vector<int32_t> half_sums;
+  if constexpr (kSegs == 2) {
+    IlHalfSums(*a.x_q8, 0, a.n_tokens, &half_sums);
+    c.half_sums = half_sums.data();
+  }
+  alignas(32) float lanes[8];
+  for (int64_t r8 = r0 / 8; r8 * 8 < r1; ++r8) {
+    const int64_t g = r8 / 2;
+    const int h = static_cast<int>(r8 % 2);
+    const int64_t lo = std::max(r0, r8 * 8), hi = std::min(r1, r8 * 8 + 8);
+    auto store = [&](__m256 v, int64_t t) {
+      _mm256_store_ps(lanes, v);
+      for (int64_t r = lo; r < hi; ++r) a.y[t * a.ldy + r] = lanes[r - r8 * 8];
+    };
+    int64_t t = 0;
+    for (; t + 2 <= a.n_tokens; t += 2) {
+      __m256 out[2];
+      Half<kBits, kLut, kSegs, kScale, kSigned, kMin, 2>(c, g, h, t, out);
+      store(out[0], t);
+      store(out[1], t + 1);
+    }
+    for (; t < a.n_tokens; ++t) {
+      __m256 out[1];
+      Half<kBits, kLut, kSegs, kScale, kSigned, kMin, 1>(c, g, h, t, out);
+      store(out[0], t);
+    }
+  }
+}
+
+}  // namespace
+
+RowRangeFn InterleavedAvx2Fn(const IlDesc& d) {
+  if (d.bits == 8) return nullptr;
+  if (d.lut) {
+    for (uint8_t v : d.lut16) {
+      if (v > 128) return nullptr;  // pmaddubsw: 2 * 128 * 127 < 32768
+    }
+  }
+  const bool sg = d.exp_signed != 0;
+  const bool mn = d.has_min != 0;
+#define IL_CASE(B, L, S, K, SG, M)                                                      \
+  if (d.bits == B && (d.lut != 0) == L && d.segs == S && d.scale == K && sg == SG && mn == M) \
+    return &Run<B, L, S, K, SG, M>;
+  if (d.scale == IlScale::kF16) {
+    IL_CASE(4, false, 1, IlScale::kF16, false, false)
+    IL_CASE(4, false, 1, IlScale::kF16, false, true)
+    IL_CASE(6, false, 1, IlScale::kF16, false, false)
+    IL_CASE(6, false, 1, IlScale::kF16, false, true)
+    return nullptr;
+  }
+  IL_CASE(4, true, 1, IlScale::kExp, false, false)
+  IL_CASE(4, true, 2, IlScale::kExp, false, false)
+  IL_CASE(4, false, 1, IlScale::kExp, false, false)
+  IL_CASE(4, false, 2, IlScale::kExp, false, false)
+  IL_CASE(4, true, 1, IlScale::kExp, true, false)
+  IL_CASE(4, true, 2, IlScale::kExp, true, false)
+  IL_CASE(4, false, 1, IlScale::kExp, true, false)
+  IL_CASE(4, false, 2, IlScale::kExp, true, false)
+  IL_CASE(6, false, 1, IlScale::kExp, true, false)
+  IL_CASE(6, false, 2, IlScale::kExp, true, false)
+  IL_CASE(6, false, 1, IlScale::kExp, false, false)
+  IL_CASE(6, false, 2, IlScale::kExp, false, false)
+#undef IL_CASE
+  return nullptr;
+}
+
+}  // namespace lowbit::kernels

@@ -1,0 +1,420 @@
+// Row-interleaved Q8 kernels (kernels/interleaved.h): which formats get the layout, the load-time
+// repack, and the kernel lookup. Portable code (no ISA flags): it runs once per matrix at load.
+//
+// Formats are matched by family() and spec parameters, and their integer grids are derived from
+// the formats' own decoders:
+//   * GGUF q4_0 / q4_1 / q5_0 / q5_1 / q8_0 and int 4/8-bit (group % 32 == 0, row, tensor): the
+//     fused Traits classes of block_traits.h give each unit's offset-binary codes and its fp16
+//     scale / min fields (stored back as the same fp16 bits);
+//   * GGUF mxfp4 (ggml's block_mxfp4: E2M1 doubled, scale 2^(e - 128));
+//   * shared-exponent block formats (mx, bfp, bm, bl with blocks of 16 / 32): from their SeTables,
+//     raw(code) * M must be an integer v in [-128, 127] for one power of two M (mxfp4: M = 2,
+//     bfp / mxint8: M = 1) and scale(b) / M = 2^(x(b) - bias) for every shared byte b (x = b or
+//     int8(b)), with at most one NaN byte. Anything else gets no entry.
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+
+#include "formats/minifloat_codec.h"
+#include "kernels/block_traits.h"
+#include "kernels/fused_table.h"
+#include "kernels/interleaved.h"
+#include "kernels/kernel_families.h"
+#include "kernels/shared_exponent_desc.h"
+
+namespace lowbit::kernels {
+namespace {
+
+bool Has(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+// The fused-kernel id of a GGUF / int format this layout serves, or kCount.
+FusedId TraitsIdOf(const Format& f) {
+  const std::string spec = f.spec();
+  if (f.family() == "gguf") {
+    const std::string type = spec.substr(spec.find('=') + 1);
+    if (type == "q4_0") return FusedId::kQ4_0;
+    if (type == "q4_1") return FusedId::kQ4_1;
+    if (type == "q5_0") return FusedId::kQ5_0;
+    if (type == "q5_1") return FusedId::kQ5_1;
+    if (type == "q8_0") return FusedId::kQ8_0;
+    return FusedId::kCount;
+  }
+  if (f.family() == "int") {
+    const int64_t group = f.block_size();
+    if (group > 0 && group % kUnit != 0) return FusedId::kCount;
+    const bool asym = Has(spec, "mode=asym");
+    if (Has(spec, "bits=4,")) return asym ? FusedId::kInt4Asym : FusedId::kInt4Sym;
+    if (Has(spec, "bits=8,")) return asym ? FusedId::kInt8Asym : FusedId::kInt8Sym;
+  }
+  return FusedId::kCount;
+}
+
+template <class T>
+IlDesc TraitsDesc(int bits) {
+  IlDesc d;
+  d.bits = bits;
+  d.zero = T::kZero;
+  d.has_min = T::kHasMin ? 1 : 0;
+  d.scale = IlScale::kF16;
+  return d;
+}
+
+std::optional<IlDesc> TraitsDescOf(FusedId id) {
+  switch (id) {
+    case FusedId::kQ4_0: return TraitsDesc<Q4_0Traits>(4);
+    case FusedId::kQ4_1: return TraitsDesc<Q4_1Traits>(4);
+    case FusedId::kQ5_0: return TraitsDesc<Q5_0Traits>(6);
+    case FusedId::kQ5_1: return TraitsDesc<Q5_1Traits>(6);
+    case FusedId::kQ8_0: return TraitsDesc<Q8_0Traits>(8);
+    case FusedId::kInt4Sym: return TraitsDesc<IntTraits<4, false>>(4);
+    case FusedId::kInt4Asym: return TraitsDesc<IntTraits<4, true>>(4);
+    case FusedId::kInt8Sym: return TraitsDesc<IntTraits<8, false>>(8);
+    case FusedId::kInt8Asym: return TraitsDesc<IntTraits<8, true>>(8);
+    default: return std::nullopt;
+  }
+}
+
+// Shared-exponent formats: the integer grid and the exponent rule (file comment).
+struct SeGrid {
+  IlDesc desc;
+  int bits = 0, block = 0;
+  int shift = 0;       // M = 2^shift
+  int32_t v[256] = {};  // integer value of each code
+};
+
+std::optional<SeGrid> SeGridOf(const Format& f) {
+  const std::optional<SeTables> t = BuildSharedExponentTables(f);
+  if (!t || t->kind.layout != SeLayout::kBlocks) return std::nullopt;
+  SeGrid g;
+  g.bits = t->kind.bits;
+  g.block = t->kind.block;
+  if (g.block != 16 && g.block != 32) return std::nullopt;
+  const int n_codes = 1 << g.bits;
+  int shift = -1;
+  for (int s = 0; s <= 12 && shift < 0; ++s) {
+    bool ok = true;
+    for (int c = 0; c < n_codes && ok; ++c) {
+      const double v = std::ldexp(double(t->raw[c]), s);
+      ok = std::isfinite(v) && v == std::nearbyint(v) && v >= -128.0 && v <= 127.0;
+    }
+    if (ok) shift = s;
+  }
+  if (shift < 0) return std::nullopt;
+  g.shift = shift;
+  int vmin = 0, vmax = 0;
+  for (int c = 0; c < n_codes; ++c) {
+    g.v[c] = static_cast<int32_t>(std::ldexp(double(t->raw[c]), shift));
+    vmin = std::min(vmin, g.v[c]);
+    vmax = std::max(vmax, g.v[c]);
+  }
+  IlDesc& d = g.desc;
+  d.zero = -vmin;
+  const int umax = vmax + d.zero;
+  if (umax > 255) return std::nullopt;
+  if (g.bits <= 4) {
+    d.bits = 4;
+    if (umax > 15) {
+      d.lut = 1;
+      for (int c = 0; c < 16; ++c) d.lut16[c] = static_cast<uint8_t>(c < n_codes ? g.v[c] + d.zero : d.zero);
+    }
+  } else if (g.bits <= 6) {
+    if (umax > 63) return std::nullopt;
+    d.bits = 6;
+  } else {
+    d.bits = 8;
+  }
+  d.segs = g.block == 16 ? 2 : 1;
+  d.scale = IlScale::kExp;
+  // scale(b) / 2^shift = 2^(x(b) - bias), with x(b) = b or int8(b).
+  for (int sgn = 0; sgn <= 1; ++sgn) {
+    auto x = [&](int b) { return sgn ? int(static_cast<int8_t>(b)) : b; };
+    if (!(t->scale[1] > 0.0f) || !std::isfinite(t->scale[1])) return std::nullopt;
+    int e1 = 0;
+    const double m1 = std::frexp(double(t->scale[1]), &e1);
+    if (m1 != 0.5) return std::nullopt;
+    const int bias = x(1) - ((e1 - 1) - shift);
+    int nan_byte = -1;
+    bool ok = true;
+    for (int b = 0; b < 256 && ok; ++b) {
+      if (std::isnan(t->scale[b])) {
+        ok = nan_byte < 0;
+        nan_byte = b;
+        continue;
+      }
+      const int e = x(b) - bias;
+      ok = e >= -149 && e <= 127 && std::ldexp(double(std::ldexp(1.0f, e)), shift) == double(t->scale[b]);
+    }
+    if (ok) {
+      d.exp_signed = sgn;
+      d.bias = bias;
+      d.nan_byte = nan_byte;
+      return g;
+    }
+  }
+  return std::nullopt;
+}
+
+// One row's units: codes c (32 per unit), scale fields (segs per unit), min fields (1 per unit).
+using RowFn = std::function<void(int64_t r, uint8_t* c, uint16_t* scale, uint16_t* min)>;
+
+template <class T>
+RowFn TraitsRowFn(const Format& f, const uint8_t* packed, int64_t cols) {
+  auto traits = std::make_shared<T>(f, cols);
+  ReadTensorHeader(*traits, packed);
+  const int64_t units = (cols + kUnit - 1) / kUnit;
+  return [traits, packed, units](int64_t r, uint8_t* c, uint16_t* scale, uint16_t* min) {
+    const uint8_t* row = traits->Row(packed, r);
+    alignas(64) uint8_t scratch[64];
+    for (int64_t u = 0; u < units; ++u) {
+      UnitRef ref;
+      traits->Unit(row, u, &ref, scratch);
+      UnpackCodes<T::kKind, T::kXor>(ref, c + 32 * u);
+      scale[u] = FloatToHalf(ref.scale[0]);
+      min[u] = FloatToHalf(ref.min[0]);
+    }
+  };
+}
+
+RowFn TraitsRowFnOf(FusedId id, const Format& f, const uint8_t* packed, int64_t cols) {
+  switch (id) {
+    case FusedId::kQ4_0: return TraitsRowFn<Q4_0Traits>(f, packed, cols);
+    case FusedId::kQ4_1: return TraitsRowFn<Q4_1Traits>(f, packed, cols);
+    case FusedId::kQ5_0: return TraitsRowFn<Q5_0Traits>(f, packed, cols);
+    case FusedId::kQ5_1: return TraitsRowFn<Q5_1Traits>(f, packed, cols);
+    case FusedId::kQ8_0: return TraitsRowFn<Q8_0Traits>(f, packed, cols);
+    case FusedId::kInt4Sym: return TraitsRowFn<IntTraits<4, false>>(f, packed, cols);
+    case FusedId::kInt4Asym: return TraitsRowFn<IntTraits<4, true>>(f, packed, cols);
+    case FusedId::kInt8Sym: return TraitsRowFn<IntTraits<8, false>>(f, packed, cols);
+    case FusedId::kInt8Asym: return TraitsRowFn<IntTraits<8, true>>(f, packed, cols);
+    default: return nullptr;
+  }
+}
+
+RowFn SeRowFn(const SeGrid& g, const Format& f, const uint8_t* packed, int64_t rows, int64_t cols) {
+  const uint8_t* base = packed + f.HeaderBytes(rows, cols);
+  const int64_t row_bytes = f.RowBytes(cols);
+  const int64_t block_bytes = 1 + g.block * g.bits / 8;
+  const int64_t n_blocks = (cols + g.block - 1) / g.block;
+  const int64_t units = (cols + kUnit - 1) / kUnit;
+  return [=](int64_t r, uint8_t* c, uint16_t* scale, uint16_t* /*min*/) {
+    const uint8_t* row = base + r * row_bytes;
+    auto byte_at = [&](int64_t i) -> uint32_t { return i < row_bytes ? row[i] : 0u; };
+    const IlDesc& d = g.desc;
+    const int per_unit = kUnit / g.block;
+    for (int64_t u = 0; u < units; ++u) {
+      for (int s = 0; s < per_unit; ++s) {
+        const int64_t blk = u * per_unit + s;
+        uint8_t* out = c + 32 * u + g.block * s;
+        if (blk >= n_blocks) {  // a block of 16 past the row: zero weights, scale 2^0
+          std::memset(out, d.lut ? 0 : d.zero, static_cast<size_t>(g.block));
+          if (d.lut) {
+            for (int c16 = 0; c16 < 16; ++c16) {
+              if (d.lut16[c16] == d.zero) std::memset(out, c16, static_cast<size_t>(g.block));
+            }
+          }
+          scale[u * per_unit + s] = static_cast<uint16_t>((d.bias + 256) & 0xFF);
+          continue;
+        }
+        const int64_t at = blk * block_bytes;
+        scale[u * per_unit + s] = static_cast<uint16_t>(byte_at(at));
+        for (int i = 0; i < g.block; ++i) {
+          const int64_t bit = int64_t(i) * g.bits;
+          const uint32_t word = byte_at(at + 1 + bit / 8) | (byte_at(at + 2 + bit / 8) << 8);
+          const uint32_t code = (word >> (bit % 8)) & ((1u << g.bits) - 1);
+          out[i] = static_cast<uint8_t>(d.lut ? code : static_cast<uint32_t>(g.v[code] + d.zero));
+        }
+      }
+    }
+  };
+}
+
+// GGUF MXFP4 (formats/gguf_types.cc): 17-byte blocks [E8M0 e][qs[16]], element j < 16 the low
+// nibble of qs[j], j >= 16 the high nibble of qs[j - 16]; x = 2^(e - 128) * kv[code] with
+// kv = E2M1 doubled = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, ..., -12}; no NaN exponent.
+bool IsGgufMxfp4(const Format& f) { return f.family() == "gguf" && f.spec() == "gguf:type=mxfp4"; }
+
+IlDesc GgufMxfp4Desc() {
+  static constexpr int8_t kKv[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+  IlDesc d;
+  d.bits = 4;
+  d.lut = 1;
+  d.zero = 12;
+  for (int c = 0; c < 16; ++c) d.lut16[c] = static_cast<uint8_t>(kKv[c] + 12);
+  d.segs = 1;
+  d.scale = IlScale::kExp;
+  d.bias = 128;
+  return d;
+}
+
+RowFn GgufMxfp4RowFn(const Format& f, const uint8_t* packed, int64_t cols) {
+  const int64_t row_bytes = f.RowBytes(cols);
+  const int64_t units = (cols + kUnit - 1) / kUnit;
+  return [=](int64_t r, uint8_t* c, uint16_t* scale, uint16_t* /*min*/) {
+    const uint8_t* row = packed + r * row_bytes;
+    for (int64_t u = 0; u < units; ++u) {
+      const uint8_t* blk = row + 17 * u;
+      scale[u] = blk[0];
+      for (int j = 0; j < 16; ++j) {
+        c[32 * u + j] = blk[1 + j] & 15;
+        c[32 * u + 16 + j] = blk[1 + j] >> 4;
+      }
+    }
+  };
+}
+
+}  // namespace
+
+std::optional<IlDesc> InterleavedDescFor(const Format& format) {
+  const FusedId id = TraitsIdOf(format);
+  if (id != FusedId::kCount) return TraitsDescOf(id);
+  if (IsGgufMxfp4(format)) return GgufMxfp4Desc();
+  if (std::optional<SeGrid> g = SeGridOf(format)) return g->desc;
+  return std::nullopt;
+}
+
+std::vector<uint8_t> InterleavedRepack(const Format& format, const uint8_t* packed, int64_t rows,
+                                       int64_t cols) {
+  RowFn row_fn;
+  IlDesc d;
+  const FusedId id = TraitsIdOf(format);
+  std::optional<SeGrid> grid;
+  if (id != FusedId::kCount) {
+    d = *TraitsDescOf(id);
+    row_fn = TraitsRowFnOf(id, format, packed, cols);
+  } else if (IsGgufMxfp4(format)) {
+    d = GgufMxfp4Desc();
+    row_fn = GgufMxfp4RowFn(format, packed, cols);
+  } else {
+    grid = SeGridOf(format);
+    LOWBIT_CHECK(grid.has_value());
+    d = grid->desc;
+    row_fn = SeRowFn(*grid, format, packed, rows, cols);
+  }
+  const int64_t units = (cols + kUnit - 1) / kUnit;
+  const int64_t groups = (rows + kIlRows - 1) / kIlRows;
+  const int64_t unit_bytes = d.UnitBytes();
+  std::vector<uint8_t> out(static_cast<size_t>(kIlHeaderBytes + groups * units * unit_bytes), 0);
+  IlHeader h{d, rows, cols, units, groups};
+  std::memcpy(out.data(), &h, sizeof h);
+  // Padding rows: zero weights (code = zero, or the LUT entry that maps to it), scale 0 / 2^0.
+  uint8_t pad_code = static_cast<uint8_t>(d.zero);
+  if (d.lut) {
+    for (int c = 15; c >= 0; --c) {
+      if (d.lut16[c] == d.zero) pad_code = static_cast<uint8_t>(c);
+    }
+  }
+  const uint16_t pad_scale =
+      d.scale == IlScale::kF16 ? 0 : static_cast<uint16_t>((d.bias + 256) & 0xFF);
+  std::vector<uint8_t> c(static_cast<size_t>(kIlRows * units * 32));
+  std::vector<uint16_t> sc(static_cast<size_t>(kIlRows * units * d.segs));
+  std::vector<uint16_t> mn(static_cast<size_t>(kIlRows * units));
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t i = 0; i < kIlRows; ++i) {
+      const int64_t r = g * kIlRows + i;
+      uint8_t* ci = c.data() + i * units * 32;
+      uint16_t* si = sc.data() + i * units * d.segs;
+      uint16_t* mi = mn.data() + i * units;
+      if (r < rows) {
+        row_fn(r, ci, si, mi);
+      } else {
+        std::memset(ci, pad_code, static_cast<size_t>(units * 32));
+        for (int64_t k = 0; k < units * d.segs; ++k) si[k] = pad_scale;
+        for (int64_t k = 0; k < units; ++k) mi[k] = 0;
+      }
+    }
+    for (int64_t u = 0; u < units; ++u) {
+      uint8_t* p = out.data() + kIlHeaderBytes + (g * units + u) * unit_bytes;
+      for (int64_t i = 0; i < kIlRows; ++i) {
+        const uint8_t* e = c.data() + i * units * 32 + u * 32;  // the unit's 32 codes of row i
+        if (d.bits == 8) {
+          for (int j = 0; j < 8; ++j)
+            for (int k = 0; k < 4; ++k) p[64 * j + 4 * i + k] = e[4 * j + k];
+        } else {
+          for (int j = 0; j < 4; ++j)
+            for (int k = 0; k < 4; ++k)
+              p[64 * j + 4 * i + k] =
+                  static_cast<uint8_t>((e[8 * j + k] & 15) | ((e[8 * j + 4 + k] & 15) << 4));
+          if (d.bits == 6) {
+            for (int v = 0; v < 8; ++v)
+              for (int k = 0; k < 4; ++k)
+                p[256 + 64 * (v / 4) + 4 * i + k] |=
+                    static_cast<uint8_t>(((e[4 * v + k] >> 4) & 3) << (2 * (v % 4)));
+          }
+        }
+        uint8_t* s = p + d.CodeBytes();
+        for (int seg = 0; seg < d.segs; ++seg) {
+          const uint16_t field = sc[static_cast<size_t>(i * units * d.segs + u * d.segs + seg)];
+          if (d.scale == IlScale::kF16) {
+            s[32 * seg + 2 * i] = static_cast<uint8_t>(field);
+            s[32 * seg + 2 * i + 1] = static_cast<uint8_t>(field >> 8);
+          } else {
+            s[16 * seg + i] = static_cast<uint8_t>(field);
+          }
+        }
+        if (d.has_min) {
+          uint8_t* m = s + d.segs * 16 * (d.scale == IlScale::kF16 ? 2 : 1);
+          const uint16_t field = mn[static_cast<size_t>(i * units + u)];
+          m[2 * i] = static_cast<uint8_t>(field);
+          m[2 * i + 1] = static_cast<uint8_t>(field >> 8);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+void IlHalfSums(const ActivationsQ8& x, int64_t t0, int64_t n_tokens, std::vector<int32_t>* out) {
+  const int64_t units = x.blocks_per_row;
+  out->resize(static_cast<size_t>(n_tokens * units * 2));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t u = 0; u < units; ++u) {
+      const Q8Block32& b = x.blocks[static_cast<size_t>((t0 + t) * units + u)];
+      int32_t s0 = 0;
+      for (int k = 0; k < 16; ++k) s0 += b.q[k];
+      (*out)[static_cast<size_t>((t * units + u) * 2)] = s0;
+      (*out)[static_cast<size_t>((t * units + u) * 2 + 1)] = b.sum - s0;
+    }
+  }
+}
+
+std::optional<KernelEntry> LookupInterleavedKernel(const Format& format, Isa isa) {
+  if (isa > MaxSupportedIsa()) isa = MaxSupportedIsa();
+  if (isa == Isa::kScalar) return std::nullopt;
+  const std::optional<IlDesc> d = InterleavedDescFor(format);
+  if (!d) return std::nullopt;
+  for (int level = static_cast<int>(isa); level >= static_cast<int>(Isa::kAvx2); --level) {
+    const Isa at = static_cast<Isa>(level);
+    const RowRangeFn fn = at == Isa::kAvx512 ? InterleavedAvx512Fn(*d) : InterleavedAvx2Fn(*d);
+    if (fn == nullptr) continue;
+    // "il16.<bits>[l].<f16|exp[s]>.s<segs>[.min].<isa>.q8", kept for the process's lifetime.
+    std::string name = "il16." + std::to_string(d->bits) + (d->lut ? "l" : "") +
+                       (d->scale == IlScale::kF16 ? ".f16" : (d->exp_signed ? ".exps" : ".exp")) +
+                       ".s" + std::to_string(d->segs) + (d->has_min ? ".min" : "") + "." +
+                       IsaName(at) + ".q8";
+    static std::mutex mutex;
+    static std::deque<std::string> names;
+    const char* stored = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      for (const std::string& n : names) {
+        if (n == name) stored = n.c_str();
+      }
+      if (stored == nullptr) stored = names.emplace_back(std::move(name)).c_str();
+    }
+    KernelEntry e;
+    e.name = stored;
+    e.isa = at;
+    e.run = fn;
+    e.repack = &InterleavedRepack;
+    e.wants_q8 = true;
+    e.row_granule = kIlRows;
+    e.splits_offset = d->has_min != 0;
+    return e;
+  }
+  return std::nullopt;
+}
+
+}  // namespace lowbit::kernels

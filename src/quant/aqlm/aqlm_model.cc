@@ -1,0 +1,314 @@
+// QuantizeModelAqlm: calibration, per-block Hessians, per-matrix training, checkpoints
+// (the procedure is documented in include/lowbit/aqlm.h).
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "formats/additive.h"
+#include "io/file_io.h"
+#include "lowbit/aqlm.h"
+#include "lowbit/format_registry.h"
+#include "quant/aqlm/aqlm_matrix.h"
+#include "quant/aqlm/block_forward.h"
+#include "runtime/linear.h"
+#include "runtime/ops.h"
+#include "runtime/thread_pool.h"
+
+namespace lowbit {
+namespace {
+
+constexpr char kCheckpointMagic[8] = {'L', 'B', 'A', 'Q', 'L', 'M', 'C', '1'};
+
+struct Storage {
+  std::shared_ptr<const void> source;
+  std::vector<std::vector<uint8_t>> buffers;
+};
+
+// FNV-1a over everything that determines the trained bytes, so a checkpoint of another run is
+// never picked up.
+class Fingerprint {
+ public:
+  void Add(const void* data, size_t n) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    for (size_t i = 0; i < n; ++i) h_ = (h_ ^ p[i]) * 1099511628211ull;
+  }
+  template <class T>
+  void AddValue(const T& v) { Add(&v, sizeof(v)); }
+  void AddString(const std::string& s) { Add(s.data(), s.size()); AddValue(s.size()); }
+  uint64_t value() const { return h_; }
+
+ private:
+  uint64_t h_ = 1469598103934665603ull;
+};
+
+// h (cols, cols) += x^T x for x (n, cols), in double; row a of h is one task (upper triangle, then
+// mirrored), tokens in order, so the sums do not depend on the thread count.
+void AccumulateH(const float* x, int64_t n, int64_t cols, std::vector<double>& h, ThreadPool& pool) {
+  std::vector<double> xd(static_cast<size_t>(n * cols));
+  for (size_t i = 0; i < xd.size(); ++i) xd[i] = x[i];
+  pool.ParallelFor(cols, [&](int64_t a, int) {
+    double* row = &h[static_cast<size_t>(a * cols)];
+    for (int64_t t = 0; t < n; ++t) {
+      const double* xt = &xd[static_cast<size_t>(t * cols)];
+      const double xa = xt[a];
+      if (xa == 0.0) continue;
+      for (int64_t b = a; b < cols; ++b) row[b] += xa * xt[b];
+    }
+  });
+}
+
+void Symmetrize(std::vector<double>& h, int64_t cols) {
+  for (int64_t a = 0; a < cols; ++a)
+    for (int64_t b = 0; b < a; ++b) h[static_cast<size_t>(a * cols + b)] = h[static_cast<size_t>(b * cols + a)];
+}
+
+std::string CheckpointPath(const std::string& dir, int64_t layer) {
+  return dir + "/aqlm_layer_" + std::to_string(layer) + ".bin";
+}
+
+// Layout: magic | uint64 fingerprint | uint64 count | count x (uint64 n_bytes | bytes).
+Status WriteCheckpoint(const std::string& path, uint64_t fingerprint,
+                       const std::vector<const std::vector<uint8_t>*>& tensors) {
+  LOWBIT_ASSIGN_OR_RETURN(auto writer, io::AtomicFileWriter::Create(path));
+  LOWBIT_RETURN_IF_ERROR(writer->Write(kCheckpointMagic, 8));
+  LOWBIT_RETURN_IF_ERROR(writer->Write(&fingerprint, 8));
+  const uint64_t count = tensors.size();
+  LOWBIT_RETURN_IF_ERROR(writer->Write(&count, 8));
+  for (const auto* t : tensors) {
+    const uint64_t n = t->size();
+    LOWBIT_RETURN_IF_ERROR(writer->Write(&n, 8));
+    LOWBIT_RETURN_IF_ERROR(writer->Write(t->data(), n));
+  }
+  return writer->Commit();
+}
+
+// The tensors of a checkpoint whose fingerprint and sizes match; empty when there is none.
+std::vector<std::vector<uint8_t>> ReadCheckpoint(const std::string& path, uint64_t fingerprint,
+                                                 const std::vector<int64_t>& sizes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  char magic[8];
+  uint64_t fp = 0, count = 0;
+  in.read(magic, 8);
+  in.read(reinterpret_cast<char*>(&fp), 8);
+  in.read(reinterpret_cast<char*>(&count), 8);
+  if (!in || std::memcmp(magic, kCheckpointMagic, 8) != 0 || fp != fingerprint ||
+      count != sizes.size()) {
+    return {};
+  }
+  std::vector<std::vector<uint8_t>> out;
+  for (int64_t size : sizes) {
+    uint64_t n = 0;
+    in.read(reinterpret_cast<char*>(&n), 8);
+    if (!in || n != static_cast<uint64_t>(size)) return {};
+    out.emplace_back(n);
+    in.read(reinterpret_cast<char*>(out.back().data()), static_cast<std::streamsize>(n));
+    if (!in) return {};
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<std::vector<int32_t>>> SampleCalibration(const LlamaModel& model,
+                                                            const AqlmOptions& o) {
+  if (o.n_sequences <= 0 || o.seq_len < 2) {
+    return InvalidArgument("aqlm calibration: n_sequences = " + std::to_string(o.n_sequences) +
+                           ", seq_len = " + std::to_string(o.seq_len) + ", expected >= 1 and >= 2");
+  }
+  if (o.bos < 0 || o.bos >= model.config.vocab_size) {
+    return InvalidArgument("aqlm calibration: bos = " + std::to_string(o.bos) + " outside the vocabulary");
+  }
+  SessionOptions so;
+  so.max_tokens = o.seq_len;
+  so.n_threads = o.n_threads;
+  LlamaSession session(model, so);
+  std::vector<std::vector<int32_t>> out;
+  std::vector<float> logits;
+  for (int64_t s = 0; s < o.n_sequences; ++s) {
+    SamplerOptions sampler_options;
+    sampler_options.temperature = 1.0f;
+    sampler_options.top_k = 0;
+    sampler_options.top_p = 1.0f;
+    sampler_options.seed = o.seed * 1000003ull + static_cast<uint64_t>(s);
+    Sampler sampler(sampler_options);
+    session.Reset();
+    std::vector<int32_t> seq = {o.bos};
+    while (static_cast<int64_t>(seq.size()) < o.seq_len) {
+      const int32_t last = seq.back();
+      LOWBIT_RETURN_IF_ERROR(session.Forward(std::span<const int32_t>(&last, 1), 0, &logits));
+      seq.push_back(sampler.Sample(logits));
+    }
+    out.push_back(std::move(seq));
+  }
+  return out;
+}
+
+Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions& o,
+                                     const AqlmProgressFn& progress) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  if (o.fine_tune) return Unimplemented("aqlm: block fine-tuning (fine_tune) is not implemented yet");
+  LOWBIT_ASSIGN_OR_RETURN(FormatPtr format, ParseFormat(o.scheme));
+  const auto* aqlm_format = dynamic_cast<const AqlmFormat*>(format.get());
+  if (aqlm_format == nullptr) {
+    return InvalidArgument("aqlm: scheme '" + o.scheme + "' is not an aqlm format (e.g. aqlm_2x8g8)");
+  }
+  const LlamaConfig& c = model.config;
+  std::vector<std::vector<int32_t>> calib = o.calibration;
+  if (calib.empty()) {
+    LOWBIT_ASSIGN_OR_RETURN(calib, SampleCalibration(model, o));
+  }
+  const int64_t n_seq = static_cast<int64_t>(calib.size());
+  const int64_t seq_len = static_cast<int64_t>(calib[0].size());
+  for (const auto& s : calib) {
+    if (static_cast<int64_t>(s.size()) != seq_len || seq_len < 1) {
+      return InvalidArgument("aqlm: calibration sequences must all have the same length >= 1");
+    }
+    for (int32_t t : s) {
+      if (t < 0 || t >= c.vocab_size) {
+        return InvalidArgument("aqlm: calibration token " + std::to_string(t) + " outside the vocabulary");
+      }
+    }
+  }
+
+  Fingerprint fp;
+  fp.AddString(format->spec());
+  fp.AddValue(o.beam_width);
+  fp.AddValue(o.max_iterations);
+  fp.AddValue(o.tolerance);
+  fp.AddValue(o.cg_steps);
+  fp.AddValue(o.damping);
+  fp.AddString(c.ToString());
+  for (const auto& s : calib) fp.Add(s.data(), s.size() * sizeof(int32_t));
+  const uint64_t fingerprint = fp.value();
+  if (!o.checkpoint_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.checkpoint_dir, ec);
+    if (ec) return IoError("aqlm: cannot create checkpoint folder '" + o.checkpoint_dir + "': " + ec.message());
+  }
+
+  auto storage = std::make_shared<Storage>();
+  storage->source = model.storage;
+  LlamaModel q = model;
+  ThreadPool pool(std::max(1, o.n_threads));
+  const std::vector<double> rope_freqs = RopeFrequencies(c, model.rope_freq_factors);
+
+  // Residual stream entering the current block: (n_seq * seq_len, dim).
+  const int64_t n_tok = n_seq * seq_len;
+  std::vector<float> x(static_cast<size_t>(n_tok * c.dim));
+  for (int64_t s = 0; s < n_seq; ++s) {
+    for (int64_t t = 0; t < seq_len; ++t) {
+      ReadRow(model.token_embedding, calib[static_cast<size_t>(s)][static_cast<size_t>(t)],
+              &x[static_cast<size_t>((s * seq_len + t) * c.dim)]);
+    }
+  }
+  int64_t total_weights = 0;
+  for (const LayerWeights& l : model.layers) {
+    for (const WeightView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) total_weights += w->rows * w->cols;
+  }
+  int64_t done_weights = 0, trained_weights = 0;
+  double trained_seconds = 0.0;
+
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    LayerWeights& lw = q.layers[static_cast<size_t>(l)];
+    WeightView* views[7] = {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down};
+    const aqlm::BlockInput kinds[7] = {aqlm::BlockInput::kAttnIn, aqlm::BlockInput::kAttnIn,
+                                       aqlm::BlockInput::kAttnIn, aqlm::BlockInput::kAttnOut,
+                                       aqlm::BlockInput::kFfnIn,  aqlm::BlockInput::kFfnIn,
+                                       aqlm::BlockInput::kFfnOut};
+    std::vector<int64_t> sizes;
+    for (WeightView* w : views) sizes.push_back(format->PackedBytes(w->rows, w->cols));
+    std::vector<std::vector<uint8_t>> packed;
+    const std::string ckpt = o.checkpoint_dir.empty() ? "" : CheckpointPath(o.checkpoint_dir, l);
+    if (!ckpt.empty()) packed = ReadCheckpoint(ckpt, fingerprint, sizes);
+    const bool from_checkpoint = !packed.empty();
+    if (!from_checkpoint) {
+      const auto layer_start = Clock::now();
+      // Hessians of the four distinct inputs, from the stream the quantized blocks produced.
+      std::vector<double> h[4];
+      int64_t h_cols[4] = {0, 0, 0, 0};
+      std::vector<float> xs = x;
+      aqlm::BlockForward(c, model.layers[static_cast<size_t>(l)], rope_freqs, n_seq, seq_len, xs.data(), pool,
+                         [&](aqlm::BlockInput kind, const float* in, int64_t n, int64_t cols) {
+                           const int k = static_cast<int>(kind);
+                           h[k].assign(static_cast<size_t>(cols * cols), 0.0);
+                           h_cols[k] = cols;
+                           AccumulateH(in, n, cols, h[k], pool);
+                           Symmetrize(h[k], cols);
+                           double mean_diag = 0.0;
+                           for (int64_t a = 0; a < cols; ++a) mean_diag += h[k][static_cast<size_t>(a * cols + a)];
+                           mean_diag /= static_cast<double>(cols);
+                           const double damp = o.damping * (mean_diag > 0 ? mean_diag : 1.0);
+                           for (int64_t a = 0; a < cols; ++a) h[k][static_cast<size_t>(a * cols + a)] += damp;
+                         });
+      for (int i = 0; i < 7; ++i) {
+        WeightView& w = *views[i];
+        std::vector<float> wf(static_cast<size_t>(w.rows * w.cols));
+        for (int64_t r = 0; r < w.rows; ++r) ReadRow(w, r, &wf[static_cast<size_t>(r * w.cols)]);
+        aqlm::MatrixOptions mo;
+        mo.params = aqlm_format->params();
+        mo.beam_width = o.beam_width;
+        mo.max_iterations = o.max_iterations;
+        mo.tolerance = o.tolerance;
+        mo.cg_steps = o.cg_steps;
+        mo.pool = &pool;
+        const int k = static_cast<int>(kinds[i]);
+        LOWBIT_CHECK(h_cols[k] == w.cols);
+        auto r = aqlm::QuantizeMatrix(wf.data(), w.rows, w.cols, h[k].data(), mo);
+        if (!r.ok()) return Status(r.status().code(), "tensor '" + w.name + "': " + r.status().message());
+        packed.emplace_back(static_cast<size_t>(sizes[static_cast<size_t>(i)]));
+        aqlm_format->Pack(r->tensor, packed.back().data());
+        done_weights += w.rows * w.cols;
+        trained_weights += w.rows * w.cols;
+        if (progress) {
+          AqlmProgress p;
+          p.layer = l;
+          p.n_layers = c.n_layers;
+          p.tensor = w.name;
+          p.relative_loss = r->reference > 0 ? r->loss() / r->reference : 0.0;
+          p.iterations = r->history.empty() ? 0 : r->history.back().iteration;
+          p.elapsed_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+          const double rate = (trained_seconds + std::chrono::duration<double>(Clock::now() - layer_start).count()) /
+                              static_cast<double>(trained_weights);
+          p.eta_seconds = rate * static_cast<double>(total_weights - done_weights);
+          progress(p);
+        }
+      }
+      trained_seconds += std::chrono::duration<double>(Clock::now() - layer_start).count();
+      if (!ckpt.empty()) {
+        std::vector<const std::vector<uint8_t>*> refs;
+        for (const auto& p : packed) refs.push_back(&p);
+        LOWBIT_RETURN_IF_ERROR(WriteCheckpoint(ckpt, fingerprint, refs));
+      }
+    } else {
+      for (WeightView* w : views) done_weights += w->rows * w->cols;
+      if (progress) {
+        AqlmProgress p;
+        p.layer = l;
+        p.n_layers = c.n_layers;
+        p.tensor = "block " + std::to_string(l);
+        p.from_checkpoint = true;
+        p.elapsed_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        progress(p);
+      }
+    }
+    for (int i = 0; i < 7; ++i) {
+      storage->buffers.push_back(std::move(packed[static_cast<size_t>(i)]));
+      views[i]->format = format;
+      views[i]->data = storage->buffers.back().data();
+      PrepareWeightForIsa(*views[i], kernels::ActiveIsa());
+    }
+    // The stream leaving the quantized block feeds the next one.
+    aqlm::BlockForward(c, lw, rope_freqs, n_seq, seq_len, x.data(), pool);
+    if (o.stop_after_layer >= 0 && l >= o.stop_after_layer && l + 1 < c.n_layers) {
+      return Status(StatusCode::kInternal, "aqlm: stopped after block " + std::to_string(l) +
+                                               " (stop_after_layer)");
+    }
+  }
+  q.storage = storage;
+  return q;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,31 @@
+// One transformer block of a Llama-family model applied to whole calibration sequences, for AQLM
+// calibration: the residual stream entering block l is kept for every calibration token, so each
+// block runs once per layer (not the whole prefix of the model again).
+//
+// Same operations as LlamaSession::Forward (src/runtime/model.cc) for one block of a sequence
+// starting at position 0, without activation quantization.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "lowbit/model.h"
+
+namespace lowbit {
+class ThreadPool;
+namespace aqlm {
+
+// Which linear input an observer sees.
+enum class BlockInput { kAttnIn, kAttnOut, kFfnIn, kFfnOut };
+// x: (n_tokens, cols) the input of the linears of that kind.
+using BlockInputFn = std::function<void(BlockInput kind, const float* x, int64_t n_tokens, int64_t cols)>;
+
+// x: (n_seq * seq_len, dim) residual stream entering the block, updated in place to the stream
+// leaving it. Sequences are independent, each at positions 0 .. seq_len - 1.
+void BlockForward(const LlamaConfig& c, const LayerWeights& w, const std::vector<double>& rope_freqs,
+                  int64_t n_seq, int64_t seq_len, float* x, ThreadPool& pool,
+                  const BlockInputFn& observe = nullptr);
+
+}  // namespace aqlm
+}  // namespace lowbit

@@ -1,0 +1,156 @@
+// `lowbit quantize` and `lowbit sweep` as a user drives them, on stories260K: report JSON, rule
+// files, activation formats applied on re-read, sweep outputs, and exit code 2 for bad input.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "test_support.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using lowbit::testing::SharedDataPath;
+
+struct CliRun {
+  int exit_code;
+  std::string out;
+};
+
+// Runs `lowbit <args>`; stdout is captured, stderr discarded.
+CliRun RunCli(const std::string& args) {
+  const std::string cmd = std::string(LOWBIT_CLI) + " " + args + " 2>/dev/null";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  EXPECT_NE(pipe, nullptr);
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+fs::path TempDir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("lowbit_cli_" + name + "_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+TEST(CliQuantize, JsonReportRulesAndActivationsOnReRead) {
+  const std::string model = SharedDataPath("stories260K/stories260K.gguf");
+  const std::string text = SharedDataPath("text/tinystories_valid_head.txt");
+  LOWBIT_REQUIRE_FILE(model);
+  const fs::path dir = TempDir("quantize");
+  {
+    std::ofstream rules(dir / "rules.txt");
+    rules << "# embeddings at 8 bits\ntoken_embd.weight = q8_0\nblk.4.* = keep\n";
+  }
+  const std::string out = (dir / "w6a8.gguf").string();
+  CliRun r = RunCli("quantize -m " + model + " -o " + out + " -w bfp6 --acts mxint8 --rules " +
+                    (dir / "rules.txt").string() + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_FALSE(j["llama_cpp_compatible"].get<bool>());
+  EXPECT_DOUBLE_EQ(j["activation_memory_density"].get<double>(), 32.0 / 8.25);  // 64-wide rows
+  for (const auto& t : j["tensors"]) {
+    const std::string name = t["name"];
+    if (name == "token_embd.weight") EXPECT_EQ(t["format"], "q8_0");
+    if (name.rfind("blk.4.", 0) == 0) EXPECT_EQ(t["note"], "kept") << name;
+    if (name == "blk.0.attn_q.weight") {
+      EXPECT_EQ(t["format"], "bfp6");
+      EXPECT_GT(t["sqnr_db"].get<double>(), 25.0);  // 5 mantissa bits: ~30 dB
+    }
+  }
+  // eval applies the file's activation format: same numbers as quantizing in memory by hand.
+  const std::string common = " --text " + text + " --ctx 128 --chunks 2 --json";
+  const nlohmann::json from_file = nlohmann::json::parse(RunCli("eval -m " + out + common).out);
+  const nlohmann::json by_hand = nlohmann::json::parse(
+      RunCli("eval -m " + out + " --acts mxint8" + common).out);
+  const nlohmann::json no_acts = nlohmann::json::parse(
+      RunCli("eval -m " + out + " --acts f32" + common).out);
+  EXPECT_EQ(from_file["ppl"], by_hand["ppl"]);
+  EXPECT_NE(from_file["ppl"], no_acts["ppl"]);
+
+  // Bad input: exit 2, nothing written.
+  EXPECT_EQ(RunCli("quantize -m " + model + " -o " + (dir / "x.gguf").string() + " -w nosuch")
+                .exit_code, 2);
+  EXPECT_EQ(RunCli("quantize -m " + model + " -o " + (dir / "x.gguf").string() +
+                   " -w q4_0 --rule 'blk.*'").exit_code, 2);
+  EXPECT_EQ(RunCli("quantize -m " + model + " -o " + (dir / "x.gguf").string() + " -w q4_k")
+                .exit_code, 2);
+  EXPECT_EQ(RunCli("quantize -m " + (dir / "missing.gguf").string() + " -o " +
+                   (dir / "x.gguf").string() + " -w q4_0").exit_code, 2);
+  EXPECT_FALSE(fs::exists(dir / "x.gguf"));
+}
+
+TEST(CliQuantize, AqlmMethodWritesCodebookTensorsThatEvalReads) {
+  const std::string model = SharedDataPath("stories260K/stories260K.gguf");
+  const std::string text = SharedDataPath("text/tinystories_valid_head.txt");
+  LOWBIT_REQUIRE_FILE(model);
+  const fs::path dir = TempDir("aqlm");
+  const std::string out = (dir / "aqlm.gguf").string();
+  CliRun r = RunCli("quantize -m " + model + " -o " + out +
+                    " --method aqlm:aqlm_1x8g8 --calib self --calib-seqs 4 --calib-len 64 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  int calibrated = 0;
+  for (const auto& t : j["tensors"]) {
+    const std::string name = t["name"];
+    if (name.rfind("blk.", 0) == 0 && t["rows"].get<int>() > 1) {
+      EXPECT_EQ(t["format"], "aqlm_1x8g8") << name;
+      EXPECT_EQ(t["note"], "calibrated") << name;
+      ++calibrated;
+    } else {
+      EXPECT_EQ(t["note"], "kept") << name;  // embeddings and norms as stored
+    }
+  }
+  EXPECT_EQ(calibrated, 35);  // 7 linears x 5 blocks
+  const nlohmann::json e = nlohmann::json::parse(
+      RunCli("eval -m " + out + " --reference " + model + " --text " + text +
+             " --ctx 128 --chunks 2 --json").out);
+  EXPECT_GT(e["top1_agreement"].get<double>(), 0.0);
+  EXPECT_TRUE(std::isfinite(e["kld_mean"].get<double>()));
+  EXPECT_EQ(RunCli("quantize -m " + model + " -o " + out + " --method gptq").exit_code, 2);
+}
+
+TEST(CliSweep, WritesTableCsvJsonAndPlot) {
+  const std::string model = SharedDataPath("stories260K/stories260K.bin");
+  const std::string text = SharedDataPath("text/tinystories_valid_head.txt");
+  LOWBIT_REQUIRE_FILE(model);
+  const fs::path dir = TempDir("sweep");
+  CliRun r = RunCli("sweep -m " + model + " -f " + text + " --ctx 128 --chunks 2 -o " +
+                    dir.string() + " --formats 'q8_0;q4_0;bfp6/bfp6;mxfp4/mxint8' -q");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("| weight-only | gguf | W4 | q4_0 |"), std::string::npos) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(
+      lowbit::testing::ReadFileBytes((dir / "sweep.json").string()));
+  ASSERT_EQ(j["points"].size(), 4u);
+  for (const auto& p : j["points"]) {
+    EXPECT_GT(p["kld"].get<double>(), 0.0);
+    EXPECT_GT(p["top1_agreement"].get<double>(), 0.5);
+    EXPECT_GT(p["ppl"].get<double>(), 1.0);
+  }
+  // q8_0 is closer to the reference than q4_0.
+  double kld_q8 = 0, kld_q4 = 0;
+  for (const auto& p : j["points"]) {
+    if (p["weights"] == "q8_0") kld_q8 = p["kld"];
+    if (p["weights"] == "q4_0" && p["acts"] == "f32") kld_q4 = p["kld"];
+  }
+  EXPECT_LT(kld_q8, kld_q4);
+  EXPECT_TRUE(fs::exists(dir / "sweep.csv"));
+  EXPECT_TRUE(fs::exists(dir / "sweep.md"));
+  EXPECT_TRUE(fs::exists(dir / "sweep.svg"));
+  EXPECT_FALSE(fs::exists(dir / "reference.lblogits"));  // the temporary reference is removed
+  EXPECT_EQ(RunCli("sweep -m " + model + " -f " + text + " -o " + dir.string() +
+                   " --formats q4_k").exit_code, 2);
+}
+
+}  // namespace

@@ -1,0 +1,143 @@
+// The kernel table's plumbing (src/kernels/dispatch.cc) and the runtime's use of it
+// (src/runtime/linear.cc): LOWBIT_ISA parsing, the CPU probe, Q8 activation quantization on
+// hand-computed blocks, kernel lookup, and the determinism promises of Linear with fused kernels
+// (bit-identical for any thread count, and per token for any batch size) at every level.
+// The numerical accuracy of every kernel is tests/consistency/kernel_consistency_test.cc.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/kernel.h"
+#include "lowbit/format_registry.h"
+#include "runtime/linear.h"
+#include "runtime/thread_pool.h"
+
+namespace lowbit {
+namespace {
+
+using kernels::Isa;
+
+TEST(KernelDispatch, ParsesAndResolvesIsaNames) {
+  EXPECT_EQ(kernels::ParseIsa("scalar"), Isa::kScalar);
+  EXPECT_EQ(kernels::ParseIsa("avx2"), Isa::kAvx2);
+  EXPECT_EQ(kernels::ParseIsa("avx512"), Isa::kAvx512);
+  EXPECT_EQ(kernels::ParseIsa("AVX2"), std::nullopt);  // exact spelling, as documented
+  EXPECT_EQ(kernels::ParseIsa("sse"), std::nullopt);
+  EXPECT_EQ(kernels::ParseIsa(nullptr), std::nullopt);
+  // The variable only lowers the level; unknown values leave the CPU's level.
+  EXPECT_EQ(kernels::ResolveIsa(Isa::kAvx512, "avx2"), Isa::kAvx2);
+  EXPECT_EQ(kernels::ResolveIsa(Isa::kAvx512, "scalar"), Isa::kScalar);
+  EXPECT_EQ(kernels::ResolveIsa(Isa::kAvx2, "avx512"), Isa::kAvx2);
+  EXPECT_EQ(kernels::ResolveIsa(Isa::kAvx2, "bogus"), Isa::kAvx2);
+  EXPECT_EQ(kernels::ResolveIsa(Isa::kAvx2, nullptr), Isa::kAvx2);
+  EXPECT_LE(kernels::ActiveIsa(), kernels::MaxSupportedIsa());
+  EXPECT_STREQ(kernels::IsaName(Isa::kAvx512), "avx512");
+}
+
+TEST(KernelDispatch, QuantizeActivationsQ8HandComputed) {
+  // Block 0: max |x| = 127 -> d = 1, inv = 1, q = round(x): 63.5 -> 64 and -63.5 -> -64 (ties
+  // away from zero), 0.49 -> 0, -0.5 -> -1, 126.5 -> 127. Block 1 (columns 32..39, a tail of 8):
+  // max 4 -> d = 4 / 127, inv = 127 / 4 = 31.75 (exact), and every product below is exact.
+  std::vector<float> x(72, 0.0f);
+  x[0] = 127.0f;
+  x[1] = 63.5f;
+  x[2] = -63.5f;
+  x[3] = 0.49f;
+  x[4] = -0.5f;
+  x[5] = 126.5f;
+  x[31] = -127.0f;
+  x[32] = 4.0f;    // block 1: max 4 -> d = 4 / 127, inv = 31.75: 4 -> 127
+  x[33] = -2.0f;   // -2 * 31.75 = -63.5 -> -64
+  x[34] = 0.25f;   // 7.9375 -> 8
+  x[35] = 1.0f / 64;  // 0.49609375 -> 0
+  kernels::ActivationsQ8 q;
+  kernels::QuantizeActivationsQ8(x.data(), 1, 40, &q);  // 40 columns: block 1 is a tail of 8
+  ASSERT_EQ(q.blocks_per_row, 2);
+  ASSERT_EQ(q.blocks.size(), 2u);
+  EXPECT_EQ(q.blocks[0].d, 1.0f);
+  const int expect0[] = {127, 64, -64, 0, -1, 127};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(q.blocks[0].q[i], expect0[i]) << i;
+  EXPECT_EQ(q.blocks[0].q[31], -127);
+  EXPECT_EQ(q.blocks[0].sum, 127 + 64 - 64 + 0 - 1 + 127 - 127);
+  EXPECT_EQ(q.blocks[1].d, 4.0f / 127.0f);
+  EXPECT_EQ(q.blocks[1].q[0], 127);
+  EXPECT_EQ(q.blocks[1].q[1], -64);
+  EXPECT_EQ(q.blocks[1].q[2], 8);
+  EXPECT_EQ(q.blocks[1].q[3], 0);
+  for (int i = 8; i < 32; ++i) EXPECT_EQ(q.blocks[1].q[i], 0) << "tail padding " << i;
+  EXPECT_EQ(q.blocks[1].sum, 127 - 64 + 8);
+  // Two tokens of 32 zeros: d = 0, every q = 0.
+  std::vector<float> zeros(64, 0.0f);
+  kernels::QuantizeActivationsQ8(zeros.data(), 2, 32, &q);
+  ASSERT_EQ(q.blocks.size(), 2u);
+  for (const auto& b : q.blocks) {
+    EXPECT_EQ(b.d, 0.0f);
+    EXPECT_EQ(b.sum, 0);
+    for (int8_t v : b.q) EXPECT_EQ(v, 0);
+  }
+}
+
+TEST(KernelDispatch, FindsTheCoreKernelsAtEveryLevel) {
+  for (const char* spec : {"q4_0", "q8_0", "q4_1", "q5_0", "q4_k", "q6_k", "int4_g128", "int8",
+                           "nf4"}) {
+    Result<FormatPtr> f = ParseFormat(spec);
+    ASSERT_TRUE(f.ok()) << spec;
+    for (int level = 0; level <= static_cast<int>(kernels::MaxSupportedIsa()); ++level) {
+      const auto e = kernels::FindKernel(**f, static_cast<Isa>(level));
+      ASSERT_TRUE(e.has_value()) << spec << " " << level;
+      EXPECT_EQ(static_cast<int>(e->isa), level) << e->name;
+      EXPECT_NE(e->run, nullptr);
+    }
+  }
+  // Explicit paths: nf4 has no integer-dot variant, q4_0 has both.
+  const FormatPtr q4 = *ParseFormat("q4_0");
+  EXPECT_TRUE(kernels::FindKernel(*q4, Isa::kScalar, kernels::ActPath::kQ8)->wants_q8);
+  EXPECT_FALSE(kernels::FindKernel(*q4, Isa::kScalar, kernels::ActPath::kF32)->wants_q8);
+  EXPECT_FALSE(kernels::FindKernel(**ParseFormat("nf4"), Isa::kScalar, kernels::ActPath::kQ8)
+                   ->wants_q8);
+  // int3 has no kernel: the runtime falls back to tiled dequantization.
+  EXPECT_FALSE(kernels::FindKernel(**ParseFormat("int3_g128_asym"), Isa::kScalar).has_value());
+}
+
+// Linear with fused kernels, at every level: 1, 2 and 3 threads give identical bits; a batch of
+// 7 tokens gives each token the bits of a single-token call; a prepared view (load-time plan)
+// gives the bits of an unprepared one.
+TEST(KernelDispatch, LinearIsBitIdenticalForAnyThreadCountAndBatch) {
+  const int64_t T = 7, rows = 45, cols = 4096 + 40;
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> normal;
+  std::vector<float> x(T * cols), w(rows * cols);
+  for (float& v : x) v = normal(rng);
+  for (float& v : w) v = normal(rng);
+  ThreadPool one(1), two(2), three(3);
+  for (const char* spec : {"q4_0", "q8_0", "q4_1"}) {
+    const FormatPtr f = *ParseFormat(spec);
+    std::vector<uint8_t> packed(f->PackedBytes(rows, cols));
+    ASSERT_TRUE(f->Quantize(w.data(), rows, cols, packed.data()).ok());
+    for (int level = 0; level <= static_cast<int>(kernels::MaxSupportedIsa()); ++level) {
+      const Isa isa = static_cast<Isa>(level);
+      WeightView view{"w", f, packed.data(), rows, cols};
+      std::vector<float> y1(T * rows), y2(T * rows), y3(T * rows), yp(T * rows), row(rows);
+      Linear(view, x.data(), T, y1.data(), one, isa);
+      Linear(view, x.data(), T, y2.data(), two, isa);
+      Linear(view, x.data(), T, y3.data(), three, isa);
+      EXPECT_EQ(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)), 0) << spec << level;
+      EXPECT_EQ(std::memcmp(y1.data(), y3.data(), y1.size() * sizeof(float)), 0) << spec << level;
+      for (int64_t t = 0; t < T; ++t) {
+        Linear(view, &x[t * cols], 1, row.data(), two, isa);
+        EXPECT_EQ(std::memcmp(row.data(), &y1[t * rows], rows * sizeof(float)), 0)
+            << spec << " level " << level << " token " << t;
+      }
+      PrepareWeightForIsa(view, isa);
+      EXPECT_NE(view.kernel_plan, nullptr);
+      Linear(view, x.data(), T, yp.data(), two, isa);
+      EXPECT_EQ(std::memcmp(y1.data(), yp.data(), y1.size() * sizeof(float)), 0) << spec << level;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
