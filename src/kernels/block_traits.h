@@ -136,6 +136,7 @@ struct Gguf32Traits {
   static constexpr int kZero = kZeroT;
   static constexpr uint8_t kXor = kXorT;
   static constexpr bool kHasMin = kMin;
+  static constexpr bool kHasLut = false;
   static constexpr const float* kLut = nullptr;
 
   int64_t row_bytes;
@@ -170,6 +171,7 @@ struct QkKTraits {
   static constexpr int kZero = 0;
   static constexpr uint8_t kXor = 0;
   static constexpr bool kHasMin = true;
+  static constexpr bool kHasLut = false;
   static constexpr const float* kLut = nullptr;
   static constexpr int kBlockBytes = kFive ? gguf::kQ5KBytes : gguf::kQ4KBytes;
   static constexpr int kQsOffset = kFive ? 48 : 16;
@@ -200,6 +202,7 @@ struct Q6KTraits {
   static constexpr int kZero = 32;
   static constexpr uint8_t kXor = 0;
   static constexpr bool kHasMin = false;
+  static constexpr bool kHasLut = false;
   static constexpr const float* kLut = nullptr;
 
   int64_t row_bytes;
@@ -230,6 +233,7 @@ struct IntTraits {
   static constexpr int kZero = kAsym ? 0 : (kBits == 4 ? 8 : 128);
   static constexpr uint8_t kXor = kAsym ? 0 : (kBits == 4 ? 0x88 : 0x80);
   static constexpr bool kHasMin = kAsym;
+  static constexpr bool kHasLut = false;
   static constexpr const float* kLut = nullptr;
   static constexpr int kFieldBytes = kAsym ? 4 : 2;
   static constexpr int kUnitBytes = kUnit * kBits / 8;
@@ -291,6 +295,9 @@ struct Nf4Traits {
   static constexpr int kZero = 0;
   static constexpr uint8_t kXor = 0;
   static constexpr bool kHasMin = false;
+  // kHasLut, not kLut != nullptr: under ASan GCC does not treat a global's address as a
+  // constant expression in `if constexpr`.
+  static constexpr bool kHasLut = true;
   static constexpr const float* kLut = kNf4Values;
 
   int64_t row_bytes, block, block_bytes, scale_bytes;

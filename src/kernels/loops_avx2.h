@@ -44,7 +44,7 @@ inline void DecodeF32(const UnitRef& ref, __m256* w) {
     const __m128i bytes = g % 2 == 0 ? halves[g / 2] : _mm_srli_si128(halves[g / 2], 8);
     const __m256i idx = _mm256_cvtepu8_epi32(bytes);
     const __m256 scale = _mm256_set1_ps(ref.scale[g / 2]);
-    if constexpr (T::kLut != nullptr) {
+    if constexpr (T::kHasLut) {
       const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(T::kLut), idx);
       const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(T::kLut + 8), idx);
       const __m256 sel = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));  // sign = bit 3

@@ -46,7 +46,7 @@ inline void DecodeF32(const UnitRef& ref, __m512* w) {
     const __m512i idx =
         _mm512_cvtepu8_epi32(h == 0 ? _mm256_castsi256_si128(codes) : _mm256_extracti128_si256(codes, 1));
     const __m512 scale = _mm512_set1_ps(ref.scale[h]);
-    if constexpr (T::kLut != nullptr) {
+    if constexpr (T::kHasLut) {
       w[h] = _mm512_mul_ps(_mm512_permutexvar_ps(idx, _mm512_loadu_ps(T::kLut)), scale);
     } else {
       const __m512 q = _mm512_cvtepi32_ps(_mm512_sub_epi32(idx, _mm512_set1_epi32(T::kZero)));

@@ -26,7 +26,7 @@ void DecodeUnitF32(const UnitRef& ref, float* w) {
   UnpackCodes<T::kKind, T::kXor>(ref, code);
   for (int k = 0; k < kUnit; ++k) {
     const int h = k / 16;
-    if constexpr (T::kLut != nullptr) {
+    if constexpr (T::kHasLut) {
       w[k] = T::kLut[code[k]] * ref.scale[h];
     } else {
       const float scaled = ref.scale[h] * static_cast<float>(code[k] - T::kZero);

@@ -207,7 +207,9 @@ TEST(AqlmKMeans, LloydStepsNeverIncreaseTheError) {
     KMeans(layer.w.data(), n, 8, 16, KMeansOptions{it, 0}, cent.data());
     const double sse = Sse(layer.w.data(), n, 8, cent.data(), 16);
     EXPECT_LE(sse, prev) << "iteration " << it;
-    if (it == 8) EXPECT_LT(sse, 0.8 * Sse(layer.w.data(), n, 8, std::vector<float>(128, 0.0f).data(), 16));
+    if (it == 8) {
+      EXPECT_LT(sse, 0.8 * Sse(layer.w.data(), n, 8, std::vector<float>(128, 0.0f).data(), 16));
+    }
     prev = sse;
   }
 }
