@@ -94,9 +94,12 @@ void QuantizeActivationsQ8(const float* x, int64_t n_tokens, int64_t cols, Activ
       int32_t sum = 0;
       for (int i = 0; i < 32; ++i) {
         // |v * inv| <= 127 (1 + 2^-23)^2 for finite blocks, which rounds to 127; an Inf in the
-        // block gives inv = 0 and Inf * 0 = NaN, which (like a NaN input) becomes q = 0.
+        // block gives inv = 0 and Inf * 0 = NaN, which (like a NaN input) becomes q = 0. A block
+        // whose max is below 127 / FLT_MAX (~4e-37) makes inv = +Inf, so scaled is clamped to
+        // +-127 BEFORE the float -> int conversion (converting Inf is undefined; found by
+        // fuzz_gguf). For every other block the clamp changes nothing.
         const float scaled = i < n ? v[i] * inv : 0.0f;
-        const int q = scaled == scaled ? std::clamp(RoundHalfAway(scaled), -127, 127) : 0;
+        const int q = scaled == scaled ? RoundHalfAway(std::clamp(scaled, -127.0f, 127.0f)) : 0;
         blk.q[i] = static_cast<int8_t>(q);
         sum += q;
       }

@@ -62,8 +62,12 @@ TEST(CliQuantize, JsonReportRulesAndActivationsOnReRead) {
   EXPECT_DOUBLE_EQ(j["activation_memory_density"].get<double>(), 32.0 / 8.25);  // 64-wide rows
   for (const auto& t : j["tensors"]) {
     const std::string name = t["name"];
-    if (name == "token_embd.weight") EXPECT_EQ(t["format"], "q8_0");
-    if (name.rfind("blk.4.", 0) == 0) EXPECT_EQ(t["note"], "kept") << name;
+    if (name == "token_embd.weight") {
+      EXPECT_EQ(t["format"], "q8_0");
+    }
+    if (name.rfind("blk.4.", 0) == 0) {
+      EXPECT_EQ(t["note"], "kept") << name;
+    }
     if (name == "blk.0.attn_q.weight") {
       EXPECT_EQ(t["format"], "bfp6");
       EXPECT_GT(t["sqnr_db"].get<double>(), 25.0);  // 5 mantissa bits: ~30 dB

@@ -88,6 +88,31 @@ TEST_P(Replay, RejectsCleanly) {
   EXPECT_FALSE(st.message().empty());
 }
 
+// Inputs that load fine but broke the forward pass the fuzzers run on small models
+// (tests/data/fuzz_forward/<fuzzer>/): the same two-token forward must now finish cleanly.
+TEST(FuzzForwardRegressions, SmallModelsRunTheFuzzersForwardPass) {
+  const std::string dir = std::string(LOWBIT_SOURCE_DIR) + "/tests/data/fuzz_forward/fuzz_gguf";
+  int count = 0;
+  for (const fs::directory_entry& file : fs::directory_iterator(dir)) {
+    Result<GgufFile> parsed = GgufFile::FromBytes(testing::ReadFileBytes(file.path().string()),
+                                                  file.path().filename().string());
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    Result<LlamaModel> model =
+        LoadFromGguf(std::make_shared<const GgufFile>(std::move(parsed).value()));
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    SessionOptions options;
+    options.max_tokens = 2;
+    options.n_threads = 1;
+    LlamaSession session(*model, options);
+    std::vector<float> logits;
+    const int32_t tokens[2] = {0, static_cast<int32_t>(model->config.vocab_size - 1)};
+    ASSERT_TRUE(session.Forward(std::span<const int32_t>(tokens, 2), 1, &logits).ok());
+    EXPECT_EQ(static_cast<int64_t>(logits.size()), model->config.vocab_size);
+    ++count;
+  }
+  EXPECT_GE(count, 1);
+}
+
 std::string TestName(const ::testing::TestParamInfo<Input>& info) {
   std::string name = info.param.fuzzer + "__" + fs::path(info.param.path).filename().string();
   for (char& c : name) {

@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
+
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -78,6 +81,31 @@ TEST(KernelDispatch, QuantizeActivationsQ8HandComputed) {
     EXPECT_EQ(b.sum, 0);
     for (int8_t v : b.q) EXPECT_EQ(v, 0);
   }
+}
+
+// Regression (fuzz_gguf, a model whose activations reached ~1e-38): a block whose max is below
+// 127 / FLT_MAX made 127 / max = +Inf and the float -> int conversion undefined (UBSan). The values
+// must still be quantized: the max maps to +-127, and Inf / NaN blocks to q = 0.
+TEST(KernelDispatch, QuantizeActivationsQ8TinyAndNonFiniteBlocks) {
+  std::vector<float> x(96, 0.0f);
+  x[0] = 1e-38f;    // normal, but 127 / 1e-38 overflows f32
+  x[1] = -1e-38f;
+  x[2] = 1e-45f;    // subnormal
+  x[32] = std::numeric_limits<float>::infinity();
+  x[33] = 1.0f;
+  x[64] = std::numeric_limits<float>::quiet_NaN();
+  x[65] = 2.0f;
+  kernels::ActivationsQ8 q;
+  kernels::QuantizeActivationsQ8(x.data(), 1, 96, &q);
+  ASSERT_EQ(q.blocks.size(), 3u);
+  EXPECT_EQ(q.blocks[0].q[0], 127);
+  EXPECT_EQ(q.blocks[0].q[1], -127);
+  EXPECT_EQ(q.blocks[0].q[2], 127);  // clamped: the block's scale cannot resolve it
+  EXPECT_EQ(q.blocks[0].q[3], 0);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(q.blocks[1].q[i], 0) << i;  // Inf block: q = 0, d = Inf
+  EXPECT_TRUE(std::isinf(q.blocks[1].d));
+  EXPECT_EQ(q.blocks[2].q[0], 0);    // NaN element -> 0; the rest scale by the finite max
+  EXPECT_EQ(q.blocks[2].q[1], 127);
 }
 
 TEST(KernelDispatch, FindsTheCoreKernelsAtEveryLevel) {

@@ -18,7 +18,9 @@ TEST(SweepGrid, CoversTheIssuesFamiliesAndWidths) {
     labels.insert(p.family + " " + p.label);
     ASSERT_NE(p.weights, nullptr);
     EXPECT_TRUE(p.weights->can_quantize()) << p.weights->spec();
-    if (p.acts) EXPECT_TRUE(p.acts->can_quantize()) << p.acts->spec();
+    if (p.acts) {
+      EXPECT_TRUE(p.acts->can_quantize()) << p.acts->spec();
+    }
     EXPECT_EQ(p.label, "W" + std::to_string(p.weight_width) +
                            (p.acts ? "A" + std::to_string(p.act_width) : std::string()));
     // Every grid cell is a named preset, so tables read well.
