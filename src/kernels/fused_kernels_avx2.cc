@@ -1,31 +1,10 @@
 // The avx2 instantiations of the fused loops (kernels/loops_avx2.h) for every kernel id of
 // kernels/fused_table.h.
-#include "kernels/fused_table.h"
+#include "kernels/fused_table_build.h"
 #include "kernels/loops_avx2.h"
 
 namespace lowbit::kernels {
-namespace {
 
-#define LOWBIT_UNPAREN(...) __VA_ARGS__
-
-template <class T, bool kHasQ8>
-constexpr FusedFns Fns() {
-  FusedFns fns;
-  fns.f32 = &avx2::Run<T, false>;
-  fns.has_min = T::kHasMin;
-  if constexpr (kHasQ8) fns.q8 = &avx2::Run<T, true>;
-  return fns;
-}
-
-}  // namespace
-
-FusedFns FusedFnsAvx2(FusedId id) {
-  static constexpr FusedFns kTable[] = {
-#define LOWBIT_ENTRY(id, traits, q8) Fns<LOWBIT_UNPAREN traits, q8>(),
-      LOWBIT_FUSED_KERNELS(LOWBIT_ENTRY)
-#undef LOWBIT_ENTRY
-  };
-  return kTable[static_cast<int>(id)];
-}
+LOWBIT_DEFINE_FUSED_TABLE(FusedFnsAvx2, avx2)
 
 }  // namespace lowbit::kernels
