@@ -12,12 +12,15 @@
 //      already quantized blocks 0..l-1 produced, accumulate H (double) for its four distinct
 //      inputs, quantize its seven matrices (aqlm_matrix.h) with H + damping * mean(diag H) * I,
 //      then advance the stream through the quantized block;
-//   3. after each block, its packed tensors are written to checkpoint_dir/aqlm_layer_<l>.bin
-//      (temporary file + rename); a later run with the same options and calibration data loads
-//      finished blocks from there instead of training them again, and produces the same bytes as an
-//      uninterrupted run.
-// Block fine-tuning (codebooks/scales/norms against the unquantized block's outputs) is not
-// implemented yet: fine_tune = true returns kUnimplemented.
+//      with fine_tune, the block is then fine-tuned before the stream advances: codebooks, scales
+//      and the two norm gains (codes frozen) are tuned by Adam so that the quantized block's
+//      outputs match the unquantized block's outputs on the same input stream, keeping the best
+//      point on held-out calibration sequences (src/quant/aqlm/block_finetune.h,
+//      docs/formats/additive.md "Block fine-tuning"); the tuned norm gains replace the model's;
+//   3. after each block, its packed tensors (and, with fine_tune, its two norm gains) are written
+//      to checkpoint_dir/aqlm_layer_<l>.bin (temporary file + rename); a later run with the same
+//      options and calibration data loads finished blocks from there instead of training them
+//      again, and produces the same bytes as an uninterrupted run.
 #pragma once
 
 #include <cstdint>
@@ -43,8 +46,15 @@ struct AqlmOptions {
   double tolerance = 1e-3;   // stop a matrix when a round improves its loss by less (relative)
   int cg_steps = 12;         // conjugate-gradient steps per codebook update
   double damping = 1e-4;     // added to H's diagonal, relative to its mean
-  bool fine_tune = false;    // block fine-tuning (not implemented yet)
-  int fine_tune_steps = 0;
+  // Block fine-tuning (step 2 above). Needs >= 2 calibration sequences.
+  bool fine_tune = false;
+  int fine_tune_steps = 32;              // Adam steps per block (>= 1 when fine_tune)
+  double fine_tune_lr = 1e-3;            // relative: each parameter group moves ~lr * its RMS per step
+  double fine_tune_val_fraction = 0.125;  // sequences held out for keep-best (at least one)
+  int64_t fine_tune_batch = 0;           // training sequences per step; <= 0: all
+  // false: the norm gains are not tuned (only codebooks and scales), for writers that copy 1-D
+  // tensors from the input file (the `lowbit quantize` GGUF writer does, see quantize_command.cc).
+  bool fine_tune_norms = true;
   std::string checkpoint_dir;  // empty: no checkpoints
   int n_threads = 2;
   int64_t stop_after_layer = -1;  // >= 0: return kInternal after that block is checkpointed (tests)
@@ -58,6 +68,13 @@ struct AqlmProgress {
   bool from_checkpoint = false;
   double elapsed_seconds = 0.0;
   double eta_seconds = 0.0;    // by weights remaining at the rate so far
+  // A fine-tuning report (one per fine-tuned block, after its seven tensor reports; tensor is
+  // "blk.<l> fine-tune"): block-output MSE on the validation / training sequences before and
+  // after (the kept point), and the step kept (0: none improved, the block is unchanged).
+  bool fine_tune = false;
+  double fine_tune_val_before = 0.0, fine_tune_val_after = 0.0;
+  double fine_tune_train_before = 0.0, fine_tune_train_after = 0.0;
+  int fine_tune_best_step = 0;
 };
 using AqlmProgressFn = std::function<void(const AqlmProgress&)>;
 

@@ -9,6 +9,9 @@
 //   (transformers' Qwen2Attention has no attention_bias key).
 // Validation: integers positive, heads divide hidden_size (unless head_dim is given), KV heads
 // divide heads; errors name the file and key ("config.json: field 'hidden_size': ...").
+// quantization_config (optional): quant_method (a string) is always read; for "aqlm" also
+// in_group_size, out_group_size, num_codebooks, nbits_per_codebook (positive integers, transformers'
+// AqlmConfig defaults 8, 1, 1, 16) and linear_weights_not_to_quantize (strings). docs/aqlm_hf.md.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +34,16 @@ struct RopeScaling {
   int64_t original_max_position_embeddings = 0;
 };
 
+struct HfQuantizationConfig {
+  std::string quant_method;  // "aqlm", "gptq", ...
+  // AQLM (quant_method "aqlm") only.
+  int64_t in_group_size = 8;
+  int64_t out_group_size = 1;
+  int64_t num_codebooks = 1;
+  int64_t nbits_per_codebook = 16;
+  std::vector<std::string> linear_weights_not_to_quantize;  // e.g. "lm_head.weight"
+};
+
 struct HfConfig {
   std::vector<std::string> architectures;  // e.g. {"LlamaForCausalLM"}
   std::string model_type;                  // "llama", "qwen2", ...
@@ -51,6 +64,7 @@ struct HfConfig {
   std::string torch_dtype;  // "bfloat16", "float16", "float32" or empty
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;  // eos_token_id may be one id or a list
+  std::optional<HfQuantizationConfig> quantization_config;
 };
 
 // Parses config.json text; `name` stands for the file in messages.

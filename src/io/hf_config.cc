@@ -20,10 +20,12 @@ constexpr int64_t kMaxSize = INT32_MAX;
 
 class ConfigReader {
  public:
-  ConfigReader(const json& j, const std::string& name) : j_(j), name_(name) {}
+  // prefix names a nested object in messages ("quantization_config.").
+  ConfigReader(const json& j, const std::string& name, std::string prefix = "")
+      : j_(j), name_(name), prefix_(std::move(prefix)) {}
 
   Status Fail(std::string_view key, const std::string& reason) const {
-    return InvalidArgument(name_ + ": field '" + std::string(key) + "': " + reason);
+    return InvalidArgument(name_ + ": field '" + prefix_ + std::string(key) + "': " + reason);
   }
 
   // A positive integer; required unless default_value is given.
@@ -66,6 +68,8 @@ class ConfigReader {
     return Status::Ok();
   }
 
+  const std::string& name() const { return name_; }
+
   Status String(std::string_view key, std::string* out) const {
     auto it = j_.find(key);
     if (it == j_.end() || it->is_null()) return Status::Ok();
@@ -77,6 +81,7 @@ class ConfigReader {
  private:
   const json& j_;
   const std::string& name_;
+  std::string prefix_;
 };
 
 Status ParseRopeScaling(const json& j, const ConfigReader& r, HfConfig* c) {
@@ -129,6 +134,38 @@ Status ParseTokenIds(const json& j, const ConfigReader& r, HfConfig* c) {
       return r.Fail("eos_token_id", "expected an integer or a list of integers");
     }
   }
+  return Status::Ok();
+}
+
+Status ParseQuantizationConfig(const json& j, const ConfigReader& r, HfConfig* c) {
+  auto it = j.find("quantization_config");
+  if (it == j.end() || it->is_null()) return Status::Ok();
+  if (!it->is_object()) return r.Fail("quantization_config", "expected an object or null");
+  const ConfigReader q(*it, r.name(), "quantization_config.");
+  HfQuantizationConfig out;
+  const auto fail = [&](std::string_view key, const std::string& why) { return q.Fail(key, why); };
+  auto method = it->find("quant_method");
+  if (method == it->end() || !method->is_string()) {
+    return fail("quant_method", "missing or not a string");
+  }
+  out.quant_method = method->get<std::string>();
+  if (out.quant_method == "aqlm") {
+    for (auto [key, field] : {std::pair<const char*, int64_t*>{"in_group_size", &out.in_group_size},
+                              {"out_group_size", &out.out_group_size},
+                              {"num_codebooks", &out.num_codebooks},
+                              {"nbits_per_codebook", &out.nbits_per_codebook}}) {
+      LOWBIT_RETURN_IF_ERROR(q.PositiveInt(key, field, *field));
+    }
+    auto skip = it->find("linear_weights_not_to_quantize");
+    if (skip != it->end() && !skip->is_null()) {
+      if (!skip->is_array()) return fail("linear_weights_not_to_quantize", "expected a list");
+      for (const json& s : *skip) {
+        if (!s.is_string()) return fail("linear_weights_not_to_quantize", "expected strings");
+        out.linear_weights_not_to_quantize.push_back(s.get<std::string>());
+      }
+    }
+  }
+  c->quantization_config = std::move(out);
   return Status::Ok();
 }
 
@@ -191,6 +228,7 @@ Result<HfConfig> ParseHfConfig(std::string_view json_text, const std::string& na
   LOWBIT_RETURN_IF_ERROR(r.String("hidden_act", &c.hidden_act));
   LOWBIT_RETURN_IF_ERROR(r.String("torch_dtype", &c.torch_dtype));
   LOWBIT_RETURN_IF_ERROR(ParseTokenIds(j, r, &c));
+  LOWBIT_RETURN_IF_ERROR(ParseQuantizationConfig(j, r, &c));
   return c;
 }
 

@@ -158,6 +158,7 @@ std::optional<KernelEntry> LookupAdditiveKernel(const Format& format, Isa isa) {
   KernelEntry entry;
   entry.repack = &RepackAqlm;
   entry.row_granule = kAqlmRowBlock;
+  entry.max_tokens = kAqlmTokenChunk;  // small batches (n <= 16); prompts dequantize tiles instead
   if (isa >= Isa::kAvx512) {
     entry.name = "aqlm.avx512";
     entry.isa = Isa::kAvx512;

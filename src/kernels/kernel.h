@@ -84,6 +84,9 @@ struct KernelEntry {
   // m * q apart, so their rounding error scales with |s * (c - z)| + |m| rather than |x|; the
   // consistency test widens its bound for them (docs/kernels.md, "Tolerance").
   bool splits_offset = false;
+  // > 0: calls with more tokens take the tiled dequantize + f32 path instead (kernels whose per-token
+  // work, such as AQLM's lookup tables, costs more than dequantizing the rows once for a long prompt).
+  int64_t max_tokens = 0;
 };
 
 // A kernel family answers for the formats it handles (by family()/spec() of the format).

@@ -181,6 +181,17 @@ Result<QuantizeReport> QuantizeGgufFile(const std::string& in_path, const std::s
       if (t != nullptr && !w->is_f32() && w->data != t->data) prequantized[name] = w;
     }
   }
+  // Norm gains a calibrated method tuned (AQLM block fine-tuning), by GGUF name; written as f32
+  // where the input stores f32 gains, so the file keeps the gains its codebooks were tuned for.
+  std::map<std::string, const std::vector<float>*> tuned_norms;
+  if (options.prequantized != nullptr) {
+    const auto& layers = options.prequantized->layers;
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const std::string blk = "blk." + std::to_string(l) + ".";
+      tuned_norms[blk + "attn_norm.weight"] = &layers[l].attn_norm;
+      tuned_norms[blk + "ffn_norm.weight"] = &layers[l].ffn_norm;
+    }
+  }
 
   QuantizeReport report;
   bool compatible = true;
@@ -210,6 +221,13 @@ Result<QuantizeReport> QuantizeGgufFile(const std::string& in_path, const std::s
       const std::vector<float> x = Decode(*t.format, t.data, t.rows, t.cols);
       MeasureError(x, Decode(*stored, bytes.data(), t.rows, t.cols), r, report);
       r.note = "calibrated";
+    } else if (auto norm = tuned_norms.find(t.name);
+               target == nullptr && norm != tuned_norms.end() && t.dims.size() == 1 &&
+               FormatName(*t.format) == "f32" && static_cast<int64_t>(norm->second->size()) == t.cols &&
+               std::memcmp(norm->second->data(), t.data, t.n_bytes) != 0) {
+      bytes.resize(t.n_bytes);
+      std::memcpy(bytes.data(), norm->second->data(), t.n_bytes);
+      r.note = "calibrated (tuned norm)";
     } else if (target == nullptr) {
       bytes.assign(t.data, t.data + t.n_bytes);  // kept exactly as stored
       r.note = "kept";

@@ -224,7 +224,7 @@ void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
       data = repacked.data();
     }
   }
-  if (!entry) {
+  if (!entry || (entry->max_tokens > 0 && n_tokens > entry->max_tokens)) {
     LinearTiled(w, x, n_tokens, y, pool);
     return;
   }

@@ -125,6 +125,36 @@ TEST(CliQuantize, AqlmMethodWritesCodebookTensorsThatEvalReads) {
   EXPECT_EQ(RunCli("quantize -m " + model + " -o " + out + " --method gptq").exit_code, 2);
 }
 
+// --fine-tune-steps: the tuned norm gains of every block are written (f32, as the input stores
+// them) next to the codebooks tuned for them, and the file evaluates.
+TEST(CliQuantize, AqlmFineTuneWritesTunedNorms) {
+  const std::string model = SharedDataPath("stories260K/stories260K.gguf");
+  const std::string text = SharedDataPath("text/tinystories_valid_head.txt");
+  LOWBIT_REQUIRE_FILE(model);
+  const fs::path dir = TempDir("aqlm_ft");
+  const std::string out = (dir / "aqlm_ft.gguf").string();
+  CliRun r = RunCli("quantize -m " + model + " -o " + out +
+                    " --method aqlm:aqlm_2x8g8 --calib self --calib-seqs 4 --calib-len 32"
+                    " --fine-tune-steps 4 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  int tuned_norms = 0;
+  for (const auto& t : j["tensors"]) {
+    const std::string name = t["name"];
+    if (name.find("_norm.weight") != std::string::npos && name.rfind("blk.", 0) == 0 &&
+        t["note"] == "calibrated (tuned norm)") {
+      ++tuned_norms;
+    }
+  }
+  // 2 gains x 5 blocks; a gain that keep-best left unchanged is written as "kept".
+  EXPECT_GT(tuned_norms, 0);
+  EXPECT_LE(tuned_norms, 10);
+  const nlohmann::json e = nlohmann::json::parse(
+      RunCli("eval -m " + out + " --reference " + model + " --text " + text +
+             " --ctx 128 --chunks 2 --json").out);
+  EXPECT_GT(e["top1_agreement"].get<double>(), 0.5);
+}
+
 TEST(CliSweep, WritesTableCsvJsonAndPlot) {
   const std::string model = SharedDataPath("stories260K/stories260K.bin");
   const std::string text = SharedDataPath("text/tinystories_valid_head.txt");

@@ -37,5 +37,6 @@ void AddEvalCommand(CLI::App& app, int* exit_code);
 void AddQuantizeCommand(CLI::App& app, int* exit_code);
 void AddSweepCommand(CLI::App& app, int* exit_code);
 void AddBenchCommand(CLI::App& app, int* exit_code);
+void AddExportHfAqlmCommand(CLI::App& app, int* exit_code);
 
 }  // namespace lowbit::cli

@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   AddQuantizeCommand(app, &exit_code);
   AddSweepCommand(app, &exit_code);
   AddBenchCommand(app, &exit_code);
+  AddExportHfAqlmCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

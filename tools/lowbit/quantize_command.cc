@@ -41,6 +41,8 @@ struct QuantizeCliOptions {
   int64_t calib_sequences = 32;
   int64_t calib_length = 128;
   int beam = 1;
+  int fine_tune_steps = 0;  // AQLM block fine-tuning: Adam steps per block, 0 = off
+  double fine_tune_lr = 1e-3;
   std::string checkpoint_dir;
   bool json = false;
   bool quiet = false;
@@ -137,6 +139,9 @@ Result<LlamaModel> RunAqlm(const QuantizeCliOptions& o, const LoadedModel& loade
   a.n_sequences = o.calib_sequences;
   a.seq_len = o.calib_length;
   a.beam_width = o.beam;
+  a.fine_tune = o.fine_tune_steps > 0;
+  if (a.fine_tune) a.fine_tune_steps = o.fine_tune_steps;
+  a.fine_tune_lr = o.fine_tune_lr;
   a.checkpoint_dir = o.checkpoint_dir;
   a.n_threads = o.threads;
   a.bos = std::max(0, loaded.tokenizer->bos());
@@ -161,6 +166,15 @@ Result<LlamaModel> RunAqlm(const QuantizeCliOptions& o, const LoadedModel& loade
              a.seq_len);
   return QuantizeModelAqlm(loaded.model, a, [&](const AqlmProgress& p) {
     if (o.quiet) return;
+    if (p.fine_tune) {
+      fmt::print(stderr,
+                 "[layer {}/{}] {:<24} block MSE val {:.4g} -> {:.4g}, train {:.4g} -> {:.4g} "
+                 "(kept step {}) {:.0f} s\n",
+                 p.layer + 1, p.n_layers, p.tensor, p.fine_tune_val_before, p.fine_tune_val_after,
+                 p.fine_tune_train_before, p.fine_tune_train_after, p.fine_tune_best_step,
+                 p.elapsed_seconds);
+      return;
+    }
     fmt::print(stderr, "[layer {}/{}] {:<24} rel. loss {:.5f} ({} iters{}) {:.0f} s, ETA {:.0f} s\n",
                p.layer + 1, p.n_layers, p.tensor, p.relative_loss, p.iterations,
                p.from_checkpoint ? ", checkpoint" : "", p.elapsed_seconds, p.eta_seconds);
@@ -255,6 +269,13 @@ void AddQuantizeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
   cmd->add_option("--beam", o->beam, "AQLM beam width of the code search")
       ->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--fine-tune-steps", o->fine_tune_steps,
+                  "AQLM block fine-tuning: Adam steps per block on codebooks and scales (codes "
+                  "frozen; keeps the best on held-out calibration sequences); 0 = off")
+      ->capture_default_str()->check(CLI::Range(0, 1000000));
+  cmd->add_option("--fine-tune-lr", o->fine_tune_lr,
+                  "AQLM fine-tuning learning rate, relative to each parameter group's RMS")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--checkpoint-dir", o->checkpoint_dir,
                   "AQLM: save each finished block here; a rerun resumes from it");
   cmd->add_option("-t,--threads", o->threads, "threads")->check(CLI::Range(1, 256));

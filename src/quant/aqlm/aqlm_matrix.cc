@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "kernels/dense_f64.h"
 #include "runtime/thread_pool.h"
 
 namespace lowbit::aqlm {
@@ -76,22 +77,14 @@ class Trainer {
  private:
   double* row(std::vector<double>& v, int64_t r) { return &v[static_cast<size_t>(r * cp_)]; }
 
-  // y = x H for every row of x: (rows_, cp_); 8 rows share each pass over a row of H.
+  // y = x H for every row of x: (rows_, cp_), by the dense kernel (kernels/dense_f64.h), whose
+  // per-element summation order does not depend on the ISA level or the row split.
   void MultiplyH(const double* x, double* y) const {
-    constexpr int64_t kRowBlock = 8;
+    constexpr int64_t kRowBlock = 16;
     const int64_t blocks = (rows_ + kRowBlock - 1) / kRowBlock;
     ParallelFor(o_.pool, blocks, [&](int64_t blk) {
       const int64_t r0 = blk * kRowBlock, r1 = std::min(rows_, r0 + kRowBlock);
-      for (int64_t r = r0; r < r1; ++r) std::fill(y + r * cp_, y + (r + 1) * cp_, 0.0);
-      for (int64_t k = 0; k < cp_; ++k) {
-        const double* hk = &h_[static_cast<size_t>(k * cp_)];
-        for (int64_t r = r0; r < r1; ++r) {
-          const double a = x[r * cp_ + k];
-          if (a == 0.0) continue;
-          double* yr = y + r * cp_;
-          for (int64_t c = 0; c < cp_; ++c) yr[c] += a * hk[c];
-        }
-      }
+      kernels::MultiplyRowsF64({x, h_.data(), y, cp_, cp_}, r0, r1);
     });
   }
 

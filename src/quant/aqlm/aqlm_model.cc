@@ -7,9 +7,11 @@
 
 #include "formats/additive.h"
 #include "io/file_io.h"
+#include "kernels/dense_f64.h"
 #include "lowbit/aqlm.h"
 #include "lowbit/format_registry.h"
 #include "quant/aqlm/aqlm_matrix.h"
+#include "quant/aqlm/block_finetune.h"
 #include "quant/aqlm/block_forward.h"
 #include "runtime/linear.h"
 #include "runtime/ops.h"
@@ -44,17 +46,21 @@ class Fingerprint {
 
 // h (cols, cols) += x^T x for x (n, cols), in double; row a of h is one task (upper triangle, then
 // mirrored), tokens in order, so the sums do not depend on the thread count.
+// h (cols, cols) = X^T X over the n rows of x, in double: every element the same token-order fma
+// chain whatever the thread count or ISA (kernels/dense_f64.h), so h comes out exactly symmetric.
 void AccumulateH(const float* x, int64_t n, int64_t cols, std::vector<double>& h, ThreadPool& pool) {
-  std::vector<double> xd(static_cast<size_t>(n * cols));
-  for (size_t i = 0; i < xd.size(); ++i) xd[i] = x[i];
-  pool.ParallelFor(cols, [&](int64_t a, int) {
-    double* row = &h[static_cast<size_t>(a * cols)];
-    for (int64_t t = 0; t < n; ++t) {
-      const double* xt = &xd[static_cast<size_t>(t * cols)];
-      const double xa = xt[a];
-      if (xa == 0.0) continue;
-      for (int64_t b = a; b < cols; ++b) row[b] += xa * xt[b];
+  std::vector<double> xd(static_cast<size_t>(n * cols)), xt(xd.size());
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t a = 0; a < cols; ++a) {
+      xd[static_cast<size_t>(t * cols + a)] = x[t * cols + a];
+      xt[static_cast<size_t>(a * n + t)] = x[t * cols + a];
     }
+  }
+  h.assign(static_cast<size_t>(cols * cols), 0.0);
+  constexpr int64_t kRowBlock = 16;
+  const kernels::DenseF64Args args{xt.data(), xd.data(), h.data(), n, cols};
+  pool.ParallelFor((cols + kRowBlock - 1) / kRowBlock, [&](int64_t blk, int) {
+    kernels::MultiplyRowsF64(args, blk * kRowBlock, std::min(cols, (blk + 1) * kRowBlock));
   });
 }
 
@@ -67,7 +73,9 @@ std::string CheckpointPath(const std::string& dir, int64_t layer) {
   return dir + "/aqlm_layer_" + std::to_string(layer) + ".bin";
 }
 
-// Layout: magic | uint64 fingerprint | uint64 count | count x (uint64 n_bytes | bytes).
+// Layout: magic | uint64 fingerprint | uint64 count | count x (uint64 n_bytes | bytes). The
+// entries are the seven packed tensors (wq .. w_down), then with fine_tune the attn_norm and
+// ffn_norm gains as little-endian f32 (the fingerprint tells the two kinds apart).
 Status WriteCheckpoint(const std::string& path, uint64_t fingerprint,
                        const std::vector<const std::vector<uint8_t>*>& tensors) {
   LOWBIT_ASSIGN_OR_RETURN(auto writer, io::AtomicFileWriter::Create(path));
@@ -84,6 +92,18 @@ Status WriteCheckpoint(const std::string& path, uint64_t fingerprint,
 }
 
 // The tensors of a checkpoint whose fingerprint and sizes match; empty when there is none.
+std::vector<uint8_t> FloatBytes(const std::vector<float>& v) {
+  std::vector<uint8_t> out(v.size() * sizeof(float));
+  std::memcpy(out.data(), v.data(), out.size());
+  return out;
+}
+
+std::vector<float> BytesToFloats(const std::vector<uint8_t>& b) {
+  std::vector<float> out(b.size() / sizeof(float));
+  std::memcpy(out.data(), b.data(), out.size() * sizeof(float));
+  return out;
+}
+
 std::vector<std::vector<uint8_t>> ReadCheckpoint(const std::string& path, uint64_t fingerprint,
                                                  const std::vector<int64_t>& sizes) {
   std::ifstream in(path, std::ios::binary);
@@ -149,7 +169,6 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
                                      const AqlmProgressFn& progress) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
-  if (o.fine_tune) return Unimplemented("aqlm: block fine-tuning (fine_tune) is not implemented yet");
   LOWBIT_ASSIGN_OR_RETURN(FormatPtr format, ParseFormat(o.scheme));
   const auto* aqlm_format = dynamic_cast<const AqlmFormat*>(format.get());
   if (aqlm_format == nullptr) {
@@ -173,6 +192,20 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
     }
   }
 
+  if (o.fine_tune && n_seq < 2) {
+    return InvalidArgument("aqlm: fine_tune needs >= 2 calibration sequences (training + validation), got " +
+                           std::to_string(n_seq));
+  }
+  if (o.fine_tune && o.fine_tune_steps < 1) {
+    return InvalidArgument("aqlm: fine_tune_steps = " + std::to_string(o.fine_tune_steps) + ", expected >= 1");
+  }
+  aqlm::FineTuneOptions fto;
+  fto.steps = o.fine_tune_steps;
+  fto.lr = o.fine_tune_lr;
+  fto.val_fraction = o.fine_tune_val_fraction;
+  fto.batch_sequences = o.fine_tune_batch;
+  fto.tune_norms = o.fine_tune_norms;
+
   Fingerprint fp;
   fp.AddString(format->spec());
   fp.AddValue(o.beam_width);
@@ -181,6 +214,14 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
   fp.AddValue(o.cg_steps);
   fp.AddValue(o.damping);
   fp.AddString(c.ToString());
+  if (o.fine_tune) {  // only then, so checkpoints of runs without fine-tuning stay valid
+    fp.AddString("fine_tune");
+    fp.AddValue(fto.steps);
+    fp.AddValue(fto.lr);
+    fp.AddValue(fto.val_fraction);
+    fp.AddValue(fto.batch_sequences);
+    fp.AddValue(fto.tune_norms);
+  }
   for (const auto& s : calib) fp.Add(s.data(), s.size() * sizeof(int32_t));
   const uint64_t fingerprint = fp.value();
   if (!o.checkpoint_dir.empty()) {
@@ -220,6 +261,10 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
                                        aqlm::BlockInput::kFfnOut};
     std::vector<int64_t> sizes;
     for (WeightView* w : views) sizes.push_back(format->PackedBytes(w->rows, w->cols));
+    if (o.fine_tune) {
+      sizes.push_back(c.dim * static_cast<int64_t>(sizeof(float)));
+      sizes.push_back(c.dim * static_cast<int64_t>(sizeof(float)));
+    }
     std::vector<std::vector<uint8_t>> packed;
     const std::string ckpt = o.checkpoint_dir.empty() ? "" : CheckpointPath(o.checkpoint_dir, l);
     if (!ckpt.empty()) packed = ReadCheckpoint(ckpt, fingerprint, sizes);
@@ -276,6 +321,44 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
           progress(p);
         }
       }
+      if (o.fine_tune) {
+        // xs now holds the unquantized block's output on this stream: the target.
+        AqlmTensor tensors[7];
+        aqlm::BlockParams bp;
+        for (int i = 0; i < 7; ++i) {
+          tensors[i] = aqlm_format->Unpack(packed[static_cast<size_t>(i)].data(), views[i]->rows, views[i]->cols);
+          bp.tensors[i] = &tensors[i];
+        }
+        bp.attn_norm = &lw.attn_norm;
+        bp.ffn_norm = &lw.ffn_norm;
+        if (c.qkv_bias) {
+          bp.bq = lw.bq.data();
+          bp.bk = lw.bk.data();
+          bp.bv = lw.bv.data();
+        }
+        LOWBIT_ASSIGN_OR_RETURN(aqlm::FineTuneResult ft,
+                                aqlm::FineTuneBlock(c, rope_freqs, n_seq, seq_len, x.data(), xs.data(), bp, fto, pool));
+        if (ft.best_step > 0) {
+          for (int i = 0; i < 7; ++i) aqlm_format->Pack(tensors[i], packed[static_cast<size_t>(i)].data());
+        }
+        packed.push_back(FloatBytes(lw.attn_norm));
+        packed.push_back(FloatBytes(lw.ffn_norm));
+        if (progress) {
+          AqlmProgress p;
+          p.layer = l;
+          p.n_layers = c.n_layers;
+          p.tensor = "blk." + std::to_string(l) + " fine-tune";
+          p.fine_tune = true;
+          p.fine_tune_val_before = ft.val_before;
+          p.fine_tune_val_after = ft.val_after;
+          p.fine_tune_train_before = ft.train_before;
+          p.fine_tune_train_after = ft.train_after;
+          p.fine_tune_best_step = ft.best_step;
+          p.iterations = fto.steps;
+          p.elapsed_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+          progress(p);
+        }
+      }
       trained_seconds += std::chrono::duration<double>(Clock::now() - layer_start).count();
       if (!ckpt.empty()) {
         std::vector<const std::vector<uint8_t>*> refs;
@@ -283,6 +366,10 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
         LOWBIT_RETURN_IF_ERROR(WriteCheckpoint(ckpt, fingerprint, refs));
       }
     } else {
+      if (o.fine_tune) {
+        lw.attn_norm = BytesToFloats(packed[7]);
+        lw.ffn_norm = BytesToFloats(packed[8]);
+      }
       for (WeightView* w : views) done_weights += w->rows * w->cols;
       if (progress) {
         AqlmProgress p;

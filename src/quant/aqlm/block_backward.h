@@ -1,0 +1,76 @@
+// Forward and backward pass of one Llama-family transformer block with dense weights, over whole
+// calibration sequences, for AQLM block fine-tuning (block_finetune.h).
+//
+// The block is the one BlockForward (block_forward.h) and LlamaSession::Forward run, for n_seq
+// independent sequences of seq_len tokens each at positions 0 .. seq_len - 1:
+//   a    = RmsNorm(x) * attn_norm                             x, a: (n, dim), n = n_seq * seq_len
+//   q    = rope(a Wq^T + bq)   k = rope(a Wk^T + bk)   v = a Wv^T + bv   (biases only for qkv_bias)
+//   att  = causal GQA softmax(q k^T / sqrt(head_dim)) v       per sequence and query head
+//   h    = x + att Wo^T
+//   b    = RmsNorm(h) * ffn_norm
+//   y    = h + (silu(b Wgate^T) * (b Wup^T)) Wdown^T
+// and the loss against a target (n, dim):
+//   L = sum (y - target)^2 / (n * dim)                          (mean squared error)
+// Backward gives dL/dW for the seven matrices and dL/d(attn_norm), dL/d(ffn_norm); biases, x and
+// the rotary tables are constants.
+//
+// Precision: T = float (fine-tuning) or double (gradient checks in tests). Dot products over the
+// feature axis accumulate in T with 8 fixed lanes; every sum over tokens (dW, norm gradients, the
+// loss, softmax denominators, RmsNorm's mean of squares) accumulates in double.
+// Threads: every parallel task writes its own slice (token blocks, row blocks, one (sequence,
+// kv head) of attention), and reductions run in a fixed order, so the results are bit-identical
+// for any thread count. Attention probabilities are recomputed in the backward pass instead of
+// stored (memory O(n * width), not O(n * seq_len * heads)).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "lowbit/model.h"
+
+namespace lowbit {
+class ThreadPool;
+namespace aqlm {
+
+// The seven matrices of a block, in this order everywhere in src/quant/aqlm:
+// wq, wk, wv, wo, w_gate, w_up, w_down.
+constexpr int kBlockMatrices = 7;
+// (rows, cols) of matrix i of a block of config c.
+void BlockMatrixShape(const LlamaConfig& c, int i, int64_t* rows, int64_t* cols);
+
+template <class T>
+struct DenseBlock {
+  const T* w[kBlockMatrices] = {};  // row-major (rows, cols) as BlockMatrixShape
+  const T* attn_norm = nullptr;     // (dim)
+  const T* ffn_norm = nullptr;      // (dim)
+  const float* bq = nullptr;        // (n_heads * head_dim), read only when c.qkv_bias
+  const float* bk = nullptr;        // (n_kv_heads * head_dim), read only when c.qkv_bias
+  const float* bv = nullptr;        // (n_kv_heads * head_dim), read only when c.qkv_bias
+};
+
+template <class T>
+struct BlockGradients {
+  std::vector<T> w[kBlockMatrices];  // dL/dW, shapes as the matrices
+  std::vector<T> attn_norm;          // (dim)
+  std::vector<T> ffn_norm;           // (dim)
+};
+
+// x, target: (n_seq * seq_len, dim). Returns L (above). grads non-null: filled (resized) with the
+// gradients. out non-null: receives y (n_seq * seq_len, dim).
+template <class T>
+double BlockLoss(const LlamaConfig& c, const DenseBlock<T>& block,
+                 const std::vector<double>& rope_freqs, int64_t n_seq, int64_t seq_len,
+                 const float* x, const float* target, ThreadPool& pool,
+                 BlockGradients<T>* grads = nullptr, std::vector<T>* out = nullptr);
+
+extern template double BlockLoss<float>(const LlamaConfig&, const DenseBlock<float>&,
+                                        const std::vector<double>&, int64_t, int64_t, const float*,
+                                        const float*, ThreadPool&, BlockGradients<float>*,
+                                        std::vector<float>*);
+extern template double BlockLoss<double>(const LlamaConfig&, const DenseBlock<double>&,
+                                         const std::vector<double>&, int64_t, int64_t,
+                                         const float*, const float*, ThreadPool&,
+                                         BlockGradients<double>*, std::vector<double>*);
+
+}  // namespace aqlm
+}  // namespace lowbit
