@@ -19,6 +19,17 @@ std::string SharedDataPath(const std::string& relative);
 // Reads a whole file; empty on failure.
 std::vector<uint8_t> ReadFileBytes(const std::string& path);
 
+// A command's exit status (-1 if it did not exit normally) and what it wrote to stdout.
+struct CliRun {
+  int exit_code;
+  std::string out;
+};
+// Runs a shell command line through popen.
+CliRun RunShell(const std::string& command);
+// Runs `lowbit <args>` (the CLI built with the tests); stderr is discarded, or captured together
+// with stdout when merge_stderr.
+CliRun RunCli(const std::string& args, bool merge_stderr = false);
+
 // Random floats in a few shapes that stress quantizers: normal, heavy-tailed, tiny, mixed-scale.
 std::vector<float> RandomFloats(std::mt19937_64& rng, size_t n, int kind);
 constexpr int kNumRandomKinds = 4;

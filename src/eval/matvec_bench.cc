@@ -134,7 +134,8 @@ MatvecBench::MatvecBench(const BenchMatrix& matrix, kernels::Isa isa, int64_t l3
       kernel_(KernelNameFor(matrix.format.get(), isa)) {
   const int64_t stride = (weight_bytes_ + 63) / 64 * 64;
   const int64_t n_copies =
-      std::clamp<int64_t>((4 * l3_bytes + weight_bytes_ - 1) / weight_bytes_, 1, kMaxCopies);
+      std::clamp<int64_t>((std::max(4 * l3_bytes, kMinStreamBytes) + weight_bytes_ - 1) / weight_bytes_,
+                          1, kMaxCopies);
   copies_ = AlignedBytes(n_copies * stride);
   views_.resize(static_cast<size_t>(n_copies));
   for (int64_t c = 0; c < n_copies; ++c) {

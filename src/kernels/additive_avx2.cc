@@ -55,10 +55,13 @@ void AqlmRowRangeAvx2(const MatmulArgs& args, int64_t r0, int64_t r1) {
   const float* scales = p.scales(args.w);
   const float* cb = p.codebook(args.w);
   // Partial sums carried across slot chunks, as in the AVX-512 level (exact float store/load).
-  constexpr int64_t kSuper = 32;
-  alignas(32) float acc[kSuper * kAqlmTokenChunk * kAqlmRowBlock];
+  // 16 KiB of partial sums (L1): 256 row blocks at one token, 16 at 16 tokens, so one pass over
+  // the LUT serves a whole task.
+  constexpr int64_t kAccFloats = 4096;
+  alignas(32) float acc[kAccFloats];
   for (int64_t t0 = 0; t0 < args.n_tokens; t0 += kAqlmTokenChunk) {
     const int64_t nt = Min(kAqlmTokenChunk, args.n_tokens - t0);
+    const int64_t kSuper = kAccFloats / (nt * kAqlmRowBlock);
     const float* x = args.x + t0 * p.cols;
     const float* lut = p.b <= 8 ? AqlmLuts(p, args.w, x, nt, &BuildLutAvx2) : nullptr;
     const int64_t chunk = p.b <= 8 ? (32768 / (nt * K) > 4 ? 32768 / (nt * K) : 4) : slots;

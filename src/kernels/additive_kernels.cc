@@ -12,7 +12,9 @@ namespace {
 
 int64_t Align64(int64_t v) { return (v + 63) / 64 * 64; }
 
-void BuildLutScalar(const AqlmPacked& p, const uint8_t* base, const float* x, int64_t n_tokens,
+}  // namespace
+
+void BuildAqlmLutScalar(const AqlmPacked& p, const uint8_t* base, const float* x, int64_t n_tokens,
                     float* lut) {
   const int64_t K = p.k(), slots = p.slots();
   const float* ct = p.codebook(base);  // (M, g, K)
@@ -31,6 +33,8 @@ void BuildLutScalar(const AqlmPacked& p, const uint8_t* base, const float* x, in
     }
   }
 }
+
+namespace {
 
 // Per-thread LUT cache (see AqlmLuts).
 struct LutCache {
@@ -125,7 +129,7 @@ void AqlmRowRangeScalar(const MatmulArgs& args, int64_t r0, int64_t r1) {
   for (int64_t t0 = 0; t0 < args.n_tokens; t0 += kAqlmTokenChunk) {
     const int64_t nt = std::min(kAqlmTokenChunk, args.n_tokens - t0);
     const float* x = args.x + t0 * p.cols;
-    const float* lut = p.b <= 8 ? AqlmLuts(p, args.w, x, nt, &BuildLutScalar) : nullptr;
+    const float* lut = p.b <= 8 ? AqlmLuts(p, args.w, x, nt, &BuildAqlmLutScalar) : nullptr;
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t rb = r / kAqlmRowBlock, lane = r % kAqlmRowBlock;
       const uint8_t* codes = p.codes(args.w, rb);
@@ -159,6 +163,7 @@ std::optional<KernelEntry> LookupAdditiveKernel(const Format& format, Isa isa) {
   entry.repack = &RepackAqlm;
   entry.row_granule = kAqlmRowBlock;
   entry.max_tokens = kAqlmTokenChunk;  // small batches (n <= 16); prompts dequantize tiles instead
+  entry.tasks_per_thread = 1;          // each task reads the whole LUT once: few, large tasks
   if (isa >= Isa::kAvx512) {
     entry.name = "aqlm.avx512";
     entry.isa = Isa::kAvx512;
@@ -171,6 +176,31 @@ std::optional<KernelEntry> LookupAdditiveKernel(const Format& format, Isa isa) {
     entry.name = "aqlm.scalar";
     entry.isa = Isa::kScalar;
     entry.run = &AqlmRowRangeScalar;
+  }
+  return entry;
+}
+
+std::optional<KernelEntry> LookupAdditiveKernelFor(const Format& format, Isa isa, ActPath path) {
+  if (format.family() != "aqlm" || path == ActPath::kF32) return LookupAdditiveKernel(format, isa);
+  const auto& f = dynamic_cast<const AqlmFormat&>(format);
+  if (f.params().b > 8) return LookupAdditiveKernel(format, isa);  // no 2^16-entry int16 tables
+  if (isa > MaxSupportedIsa()) isa = MaxSupportedIsa();
+  KernelEntry entry;
+  entry.repack = &RepackAqlmLut16;
+  entry.row_granule = kAqlmLut16Rows;
+  entry.max_tokens = kAqlmTokenChunk;
+  entry.tasks_per_thread = 1;
+  if (isa >= Isa::kAvx512) {
+    entry.name = "aqlm.lut16.avx512";
+    entry.isa = Isa::kAvx512;
+    entry.run = &AqlmLut16RowRangeAvx512;
+  } else if (path == ActPath::kQ8) {
+    // Asked for explicitly (LOWBIT_ACT=q8) below AVX-512: the reference, slow but the same bits.
+    entry.name = "aqlm.lut16.scalar";
+    entry.isa = Isa::kScalar;
+    entry.run = &AqlmLut16RowRangeScalar;
+  } else {
+    return LookupAdditiveKernel(format, isa);  // without vpermi2w the f32 gathers are faster
   }
   return entry;
 }

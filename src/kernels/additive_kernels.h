@@ -71,10 +71,37 @@ using AqlmLutBuildFn = void (*)(const AqlmPacked& p, const uint8_t* base, const 
 // translation unit so no standard-library code is compiled with -mavx2/-mavx512 flags.
 const float* AqlmLuts(const AqlmPacked& p, const uint8_t* base, const float* x, int64_t n_tokens,
                       AqlmLutBuildFn build);
+// The scalar LUT builder (the order every level reproduces).
+void BuildAqlmLutScalar(const AqlmPacked& p, const uint8_t* base, const float* x, int64_t n_tokens,
+                        float* lut);
 
 // The scalar reference of the accumulation order above (also used for the b > 8 path's tails).
 void AqlmRowRangeScalar(const MatmulArgs& args, int64_t r0, int64_t r1);
 void AqlmRowRangeAvx2(const MatmulArgs& args, int64_t r0, int64_t r1);
 void AqlmRowRangeAvx512(const MatmulArgs& args, int64_t r0, int64_t r1);
+
+// ---- The int16-LUT path (the default activation path; --exact / LOWBIT_ACT=f32 keep the f32
+// path above). b <= 8 only. Per token t (chunks of 16 tokens, as above):
+//   L[s][k]  the float32 LUT exactly as above;
+//   M_t      = max |L[s][k]| over all slots and codes (exact); S_t = M_t / 32767 (f32 division),
+//              inv_t = 32767 / M_t (f32 division);
+//   Q[s][k]  = int16(round-to-nearest-even(L[s][k] * inv_t)), clamped to [-32767, 32767]
+//              (M_t = 0: Q = 0 and S_t = 0; M_t not finite: S_t = NaN, every output NaN);
+//   y[t, r]  = (float(sum over slots of Q[s][code(r, s)]) * S_t) * s_r
+//              (the sum in int32: exact for slots < 65538, so its order is free).
+// Error against the exact value: the float32 LUT's own error (as above) plus at most
+// slots * S_t / 2 from rounding Q, times |s_r|, plus the three final roundings (docs/kernels.md,
+// "AQLM"). The table lookups are vpermi2w permutes from registers instead of gathers.
+// Repacked layout: the AqlmPacked header and codebook/scales sections as above, with rows padded to
+// a multiple of 32 (row_blocks counts 16-row blocks) and the codes slot-major: (slots, rows_pad)
+// uint8, so the codes of one slot for 32 consecutive rows are 32 contiguous bytes.
+constexpr int64_t kAqlmLut16Rows = 32;
+std::vector<uint8_t> RepackAqlmLut16(const Format& format, const uint8_t* packed, int64_t rows,
+                                     int64_t cols);
+// Q (n_tokens, slots, 256) int16 (entries k >= K are 0) and S (n_tokens) from the float LUT.
+void QuantizeAqlmLut(const float* lut, int64_t n_tokens, int64_t slots, int64_t k, int16_t* q,
+                     float* s);
+void AqlmLut16RowRangeScalar(const MatmulArgs& args, int64_t r0, int64_t r1);
+void AqlmLut16RowRangeAvx512(const MatmulArgs& args, int64_t r0, int64_t r1);
 
 }  // namespace lowbit::kernels

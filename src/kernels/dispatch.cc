@@ -116,10 +116,8 @@ std::optional<KernelEntry> FindKernel(const Format& format, Isa isa, ActPath pat
   }
   if (std::optional<KernelEntry> e = LookupGgufKernelFor(format, isa, path)) return e;
   if (std::optional<KernelEntry> e = LookupIntegerKernelFor(format, isa, path)) return e;
-  for (KernelLookupFn lookup : {&LookupSharedExponentKernel, &LookupAdditiveKernel}) {
-    if (std::optional<KernelEntry> entry = lookup(format, isa)) return entry;
-  }
-  return std::nullopt;
+  if (std::optional<KernelEntry> e = LookupSharedExponentKernel(format, isa)) return e;
+  return LookupAdditiveKernelFor(format, isa, path);
 }
 
 std::optional<KernelEntry> FindKernel(const Format& format, Isa isa) {

@@ -38,6 +38,10 @@ std::optional<KernelEntry> LookupGgufKernelFor(const Format& format, Isa isa, Ac
   for (const GgufKernel& k : kGgufKernels) {
     if (type != k.type) continue;
     const bool q8 = path == ActPath::kQ8 || (path == ActPath::kDefault && k.default_q8);
+    // q4_k / q6_k on Q8: the interleaved kernels of kernels/kquant_* (f32 stays fused).
+    if (q8) {
+      if (std::optional<KernelEntry> e = LookupKquantKernel(format, isa)) return e;
+    }
     return MakeFusedEntry(k.id, k.type, isa, q8);
   }
   return std::nullopt;

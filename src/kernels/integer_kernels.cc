@@ -23,6 +23,7 @@ std::optional<KernelEntry> LookupIntegerKernelFor(const Format& format, Isa isa,
   const bool q8 = path != ActPath::kF32;  // Q8 by default where a variant exists
   if (format.family() == "nf4") {
     if (format.block_size() % kUnit != 0) return std::nullopt;
+    if (std::optional<KernelEntry> e = LookupNf4Kernel(format, isa)) return e;  // kernels/nf4_*
     return MakeFusedEntry(FusedId::kNf4, "nf4", isa, false);
   }
   if (format.family() != "int") return std::nullopt;

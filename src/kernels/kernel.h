@@ -87,6 +87,9 @@ struct KernelEntry {
   // > 0: calls with more tokens take the tiled dequantize + f32 path instead (kernels whose per-token
   // work, such as AQLM's lookup tables, costs more than dequantizing the rows once for a long prompt).
   int64_t max_tokens = 0;
+  // Row tasks per thread (more balance the load; fewer let a kernel reuse per-call work such as
+  // AQLM's lookup tables across more rows).
+  int tasks_per_thread = 4;
 };
 
 // A kernel family answers for the formats it handles (by family()/spec() of the format).

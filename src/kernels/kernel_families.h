@@ -20,7 +20,14 @@ std::optional<KernelEntry> LookupSharedExponentKernel(const Format& format, Isa 
 // the shared-exponent formats whose elements are small integers (mxfp4, mxint8, bfp, ...).
 std::optional<KernelEntry> LookupInterleavedKernel(const Format& format, Isa isa);
 
-// Additive codebooks (AQLM): lookup-table matvec (kernels/additive_*).
+// GGUF q4_k / q6_k on Q8 activations with a 16-row interleaved repack (kernels/kquant_*).
+std::optional<KernelEntry> LookupKquantKernel(const Format& format, Isa isa);
+// nf4 (block a multiple of 32) with a 16-row interleaved repack, f32 activations (kernels/nf4_*).
+std::optional<KernelEntry> LookupNf4Kernel(const Format& format, Isa isa);
+
+// Additive codebooks (AQLM): lookup-table matvec (kernels/additive_*), the f32 path.
 std::optional<KernelEntry> LookupAdditiveKernel(const Format& format, Isa isa);
+// The same with an activation path: kDefault / kQ8 take the int16-LUT kernels where they exist.
+std::optional<KernelEntry> LookupAdditiveKernelFor(const Format& format, Isa isa, ActPath path);
 
 }  // namespace lowbit::kernels

@@ -195,7 +195,10 @@ SE_INLINE void Tile(const Codec<K>& codec, const TileArgs& ta, int64_t r, int64_
   const float* x = a.x + t * a.cols;
   for (int64_t c = 0; c < g.n_fast; ++c) {
     SeChunkPtrs p[R];
-    for (int i = 0; i < R; ++i) p[i] = SeChunk(g, rows[i], c);
+    for (int i = 0; i < R; ++i) {
+      p[i] = SeChunk(g, rows[i], c);
+      SePrefetch<K.layout>(p[i], kSePrefetchBytes);
+    }
     for (int j = 0; j < 4; ++j) {
       __m256 w[R];
       for (int i = 0; i < R; ++i) w[i] = codec.Group(p[i], row_scale[i], j);

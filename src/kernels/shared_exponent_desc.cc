@@ -178,9 +178,22 @@ std::optional<SeTables> BuildFp6Split(const std::map<std::string, std::string>& 
   return t;
 }
 
-}  // namespace
+// scale_fold / fold_ok (SeTables): scale * 2^fold_exp where that is a float. Every finite scale
+// is a power of two >= 2^-149 and fold_exp >= 0, so the product is exact unless it overflows.
+void FillFoldedScales(SeTables* t) {
+  t->fold_exp = SeFoldExp(t->kind.decoder);
+  t->all_fold_ok = true;
+  for (int b = 0; b < 256; ++b) {
+    const float s = t->scale[b];
+    const float folded = std::ldexp(s, t->fold_exp);
+    const bool ok = std::isnan(s) || std::isfinite(folded);
+    t->fold_ok[b] = ok ? 1 : 0;
+    t->scale_fold[b] = ok ? folded : s;
+    t->all_fold_ok = t->all_fold_ok && ok;
+  }
+}
 
-std::optional<SeTables> BuildSharedExponentTables(const Format& format) {
+std::optional<SeTables> BuildTablesOfFamily(const Format& format) {
   const std::string_view family = format.family();
   const std::map<std::string, std::string> p = SpecParams(format.spec());
   if (family == "mx") return BuildMx(p);
@@ -189,6 +202,27 @@ std::optional<SeTables> BuildSharedExponentTables(const Format& format) {
   if (family == "bl") return BuildBl(p);
   if (family == "fp6split") return BuildFp6Split(p);
   return std::nullopt;
+}
+
+// raw_half: fp16 bits of every raw value, and whether each converts back to the same float.
+void FillHalfRaw(SeTables* t) {
+  t->raw_half_exact = true;
+  for (int c = 0; c < 256; ++c) {
+    t->raw_half[c] = FloatToHalf(t->raw[c]);
+    const float back = HalfToFloat(t->raw_half[c]);
+    t->raw_half_exact = t->raw_half_exact && std::memcmp(&back, &t->raw[c], sizeof(float)) == 0;
+  }
+}
+
+}  // namespace
+
+std::optional<SeTables> BuildSharedExponentTables(const Format& format) {
+  std::optional<SeTables> t = BuildTablesOfFamily(format);
+  if (t) {
+    FillFoldedScales(&*t);
+    FillHalfRaw(&*t);
+  }
+  return t;
 }
 
 const SeTables& SharedExponentTablesFor(const Format& format) {

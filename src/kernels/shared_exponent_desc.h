@@ -54,7 +54,26 @@ struct SeTables {
   float scale[256];
   // raw[c] for every code c < 2^bits (entries above are 0); exact floats.
   float raw[256];
+  // Fast-path scales of decoders that produce raw(code) * 2^-fold_exp (the E4M3 codes read as
+  // fp16: 2^-8): scale_fold[b] = scale[b] * 2^fold_exp, so one multiplication by it gives the
+  // same real product raw * scale, rounded once, i.e. the same float. fold_ok[b] = 0 where
+  // scale[b] * 2^fold_exp is not a float (overflow); kernels decode such blocks in two steps
+  // (* 2^fold_exp, then * scale[b]). NaN scales stay NaN (fold_ok = 1). fold_exp = 0: scale_fold
+  // equals scale and every fold_ok is 1.
+  // raw as fp16 bits where every raw value is an fp16 (raw_half_exact); the 6-bit table kernels
+  // then look codes up as words and widen with one conversion (exact either way).
+  bool raw_half_exact = false;
+  uint16_t raw_half[256];
+  int fold_exp = 0;
+  bool all_fold_ok = true;  // every fold_ok[b] is 1
+  float scale_fold[256];
+  uint8_t fold_ok[256];
 };
+
+// The fold exponent of a decoder (see SeTables::fold_exp): 8 for the E4M3 decoders, else 0.
+constexpr int SeFoldExp(SeDecoder decoder) {
+  return decoder == SeDecoder::kFp8E4m3 || decoder == SeDecoder::kFp8E4m3Fin ? 8 : 0;
+}
 
 // The kernel kind and tables of a format, or nothing when this family has no kernel for it (the
 // runtime then uses the tiled dequantize path). Matches by family() and the spec's parameters.

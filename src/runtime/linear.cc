@@ -148,8 +148,9 @@ struct KernelPlan {
 // Rows per pool task: about 4 tasks per thread (dynamic hand-out evens out uneven progress), at
 // least 16 rows so a task streams a few KiB at least, a multiple of the entry's granule. Which task
 // computes a row never changes its bits.
-int64_t RowsPerTask(int64_t rows, int threads, int64_t granule) {
-  const int64_t target = std::max<int64_t>(16, (rows + 4 * threads - 1) / (4 * threads));
+int64_t RowsPerTask(int64_t rows, int threads, int64_t granule, int tasks_per_thread = 4) {
+  const int64_t tasks = static_cast<int64_t>(std::max(1, tasks_per_thread)) * threads;
+  const int64_t target = std::max<int64_t>(16, (rows + tasks - 1) / tasks);
   return (target + granule - 1) / granule * granule;
 }
 
@@ -245,7 +246,8 @@ void Linear(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
     args.x_q8 = &x_q8;
   }
   const int64_t rows_per_task =
-      RowsPerTask(w.rows, pool.size(), std::max<int64_t>(1, entry->row_granule));
+      RowsPerTask(w.rows, pool.size(), std::max<int64_t>(1, entry->row_granule),
+                  entry->tasks_per_thread);
   const int64_t n_tasks = (w.rows + rows_per_task - 1) / rows_per_task;
   const kernels::RowRangeFn run = entry->run;
   pool.ParallelFor(n_tasks, [&](int64_t task, int /*thread*/) {

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "formats/additive.h"
 #include "kernels/kernel.h"
 #include "lowbit/format_registry.h"
 #include "test_support.h"
@@ -141,6 +142,40 @@ struct Worst {
   std::string where;
 };
 
+// AQLM's int16-LUT kernels (docs/kernels.md, "AQLM kernels") round each token's lookup table to
+// int16 with the scale S_t = max|L| / 32767: on top of the float bound, at most slots * S_t / 2 *
+// |s_r| per output, plus three final roundings (4 ulp of |y| here). S_t is bounded from the exact
+// table entries x_group . codeword, times (1 + 1e-5) for the float table's own rounding.
+std::vector<double> Lut16Extra(const Format& f, const uint8_t* packed, int64_t rows, int64_t cols,
+                               const std::vector<float>& x, int64_t n) {
+  const auto& af = dynamic_cast<const AqlmFormat&>(f);
+  const AqlmTensor t = af.Unpack(packed, rows, cols);
+  const int64_t groups = t.n_groups(), g = t.params.g, K = int64_t{1} << t.params.b;
+  const double slots = static_cast<double>(groups * t.params.m);
+  std::vector<double> extra(static_cast<size_t>(n * rows));
+  for (int64_t tk = 0; tk < n; ++tk) {
+    double max_lut = 0.0;
+    for (int64_t j = 0; j < groups; ++j) {
+      for (int m = 0; m < t.params.m; ++m) {
+        for (int64_t k = 0; k < K; ++k) {
+          const float* c = t.codeword(m, static_cast<uint32_t>(k));
+          double e = 0.0;
+          for (int64_t i = 0; i < g && j * g + i < cols; ++i) {
+            e += double(x[static_cast<size_t>(tk * cols + j * g + i)]) * c[i];
+          }
+          max_lut = std::max(max_lut, std::fabs(e));
+        }
+      }
+    }
+    const double s_t = max_lut * (1 + 1e-5) / 32767.0;
+    for (int64_t r = 0; r < rows; ++r) {
+      extra[static_cast<size_t>(tk * rows + r)] =
+          std::fabs(double(t.scales[static_cast<size_t>(r)])) * slots * s_t / 2;
+    }
+  }
+  return extra;
+}
+
 void CheckEntry(const Format& f, const KernelEntry& e, const Shape& shape, int data_kind,
                 std::mt19937_64& rng, int64_t* compared) {
   const int64_t rows = shape.rows, cols = shape.cols;
@@ -201,6 +236,9 @@ void CheckEntry(const Format& f, const KernelEntry& e, const Shape& shape, int d
             << " differs from the same token alone";
       }
     }
+    const bool lut16 = std::string(e.name).rfind("aqlm.lut16", 0) == 0;
+    const std::vector<double> lut_extra =
+        lut16 ? Lut16Extra(f, m.packed.data(), rows, cols, x, n) : std::vector<double>();
     Worst worst;
     for (int64_t t = 0; t < n; ++t) {
       for (int64_t r = 0; r < rows; ++r) {
@@ -217,7 +255,10 @@ void CheckEntry(const Format& f, const KernelEntry& e, const Shape& shape, int d
           if (e.splits_offset) envelope += kOffsetEnvelope * row_max;
           mag += envelope * std::fabs(ak);
         }
-        const double bound = gamma * mag + depth * double(cols) * std::ldexp(1.0, -149);
+        double bound = gamma * mag + depth * double(cols) * std::ldexp(1.0, -149);
+        if (lut16) {
+          bound += lut_extra[static_cast<size_t>(t * rows + r)] + 4 * std::ldexp(std::fabs(ref), -24);
+        }
         const double got = y[static_cast<size_t>(t * rows + r)];
         const double err = std::fabs(got - ref);
         ++*compared;

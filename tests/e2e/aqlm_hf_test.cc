@@ -33,6 +33,7 @@
 #include "lowbit/tokenizer.h"
 #include "quant/aqlm/export_hf.h"
 #include "runtime/linear.h"
+#include "model_test_util.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -53,33 +54,14 @@ fs::path TempDir(const std::string& name) {
   return dir;
 }
 
-struct CliRun {
-  int exit_code;
-  std::string out;
-};
+using lowbit::testing::CliRun;
 
 // Runs a shell command; stdout and stderr are captured together.
-CliRun RunShell(const std::string& command) {
-  const std::string cmd = command + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-CliRun RunCli(const std::string& args) { return RunShell(std::string(LOWBIT_CLI) + " " + args); }
+CliRun RunShell(const std::string& command) { return lowbit::testing::RunShell(command + " 2>&1"); }
+CliRun RunCli(const std::string& args) { return lowbit::testing::RunCli(args, /*merge_stderr=*/true); }
 
 std::vector<float> Logits(const LlamaModel& model, const std::vector<int32_t>& ids) {
-  SessionOptions options;
-  options.max_tokens = static_cast<int64_t>(ids.size());
-  LlamaSession session(model, options);
-  std::vector<float> logits;
-  EXPECT_TRUE(session.Forward(ids, 0, &logits).ok());
-  return logits;
+  return lowbit::testing::ForwardLogits(model, ids);
 }
 
 std::vector<int32_t> SomeIds(int32_t vocab, size_t n) {

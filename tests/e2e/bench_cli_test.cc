@@ -19,27 +19,12 @@
 #include <tuple>
 
 #include "kernels/kernel.h"
+#include "test_support.h"
 
 namespace {
 
-struct CliRun {
-  int exit_code;
-  std::string out;
-};
-
-// Runs `lowbit <args>`; stdout is captured, stderr is discarded or (merge_stderr) captured too.
-CliRun RunCli(const std::string& args, bool merge_stderr = false) {
-  const std::string cmd =
-      std::string(LOWBIT_CLI) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* pipe = popen(cmd.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using lowbit::testing::CliRun;
+using lowbit::testing::RunCli;
 
 double RelDiff(double a, double b) { return std::abs(a - b) / std::max(std::abs(a), std::abs(b)); }
 
@@ -135,6 +120,32 @@ TEST(BenchCli, QuickJsonReportsEveryFormatLevelThreadCountShapeAndN) {
   EXPECT_EQ(j["matvec"].size(), expected);
   EXPECT_TRUE(j["e2e"].is_null());
   EXPECT_EQ(j["e2e_skipped"], "--no-e2e");
+}
+
+// --e2e-formats stored: a calibrated (AQLM) file decodes as stored, next to its f32 expansion,
+// and the bytes ratio is that of the packed matrices.
+TEST(BenchCli, E2eStoredDecodesAnAqlmFileAsStored) {
+  const std::string model = lowbit::testing::SharedDataPath("stories260K/stories260K.gguf");
+  LOWBIT_REQUIRE_FILE(model);
+  const std::string aqlm = (std::filesystem::temp_directory_path() /
+                            ("lowbit_bench_aqlm_" + std::to_string(::getpid()) + ".gguf"))
+                               .string();
+  ASSERT_EQ(RunCli("quantize -q -m " + model + " -o " + aqlm +
+                   " --method aqlm:aqlm_2x8g8 --calib self --calib-seqs 2 --calib-len 32")
+                .exit_code,
+            0);
+  const CliRun r = RunCli("bench --quick --json --formats q4_0 --threads 1 --shapes 64x64 --n 1 -m " +
+                          aqlm + " --e2e-formats stored --e2e-tokens 4");
+  std::filesystem::remove(aqlm);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  const auto& results = j["e2e"]["results"];
+  ASSERT_EQ(results.size(), 2u) << j["e2e"].dump();
+  EXPECT_EQ(results[0]["format"], "f32");
+  EXPECT_EQ(results[1]["format"], "stored");
+  EXPECT_GT(results[1]["tokens_per_s"].get<double>(), 0.0);
+  // The stored file is smaller than its f32 expansion (AQLM linears, f32 embedding and norms).
+  EXPECT_GT(results[1]["bytes_ratio_vs_f32"].get<double>(), 1.0);
 }
 
 TEST(BenchCli, BadOptionsExitWith2AndNameTheOption) {

@@ -17,23 +17,8 @@ namespace {
 
 using lowbit::testing::SharedDataPath;
 
-struct CliRun {
-  int exit_code;
-  std::string out;
-};
-
-// Runs `lowbit <args>`; stdout is captured, stderr discarded.
-CliRun RunCli(const std::string& args) {
-  const std::string cmd = std::string(LOWBIT_CLI) + " " + args + " 2>/dev/null";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using lowbit::testing::CliRun;
+using lowbit::testing::RunCli;
 
 constexpr const char* kGreedyText =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "

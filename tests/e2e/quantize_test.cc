@@ -14,6 +14,7 @@
 #include "lowbit/format_registry.h"
 #include "lowbit/gguf.h"
 #include "lowbit/quantize.h"
+#include "model_test_util.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -41,12 +42,7 @@ QuantizeOptions Weights(const std::string& spec) {
 }
 
 std::vector<float> Logits(const LlamaModel& model, const std::vector<int32_t>& ids) {
-  SessionOptions options;
-  options.max_tokens = static_cast<int64_t>(ids.size());
-  LlamaSession session(model, options);
-  std::vector<float> logits;
-  EXPECT_TRUE(session.Forward(ids, 0, &logits).ok());
-  return logits;
+  return lowbit::testing::ForwardLogits(model, ids);
 }
 
 std::vector<int32_t> SomeIds(int32_t vocab, size_t n) {

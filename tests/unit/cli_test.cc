@@ -1,32 +1,21 @@
 // The `lowbit` binary as a user drives it: exit codes, JSON shape, qdq on stdin.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 
+#include "test_support.h"
+
 namespace {
 
-struct CliRun {
-  int exit_code;
-  std::string out;
-};
+using lowbit::testing::CliRun;
 
 // Runs `lowbit <args>` through the shell with stdin_text piped in; stderr is discarded.
 CliRun RunCli(const std::string& args, const std::string& stdin_text = "") {
-  const std::string cmd = "printf '%s' '" + stdin_text + "' | " + LOWBIT_CLI + " " + args + " 2>/dev/null";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return lowbit::testing::RunShell("printf '%s' '" + stdin_text + "' | " + LOWBIT_CLI + " " + args +
+                                   " 2>/dev/null");
 }
 
 TEST(Cli, FormatsJsonListsEveryPresetWithRequiredKeys) {

@@ -371,3 +371,136 @@ TEST(SharedExponentKernelTest, HandComputedBfp6) {
 
 }  // namespace
 }  // namespace lowbit::kernels
+
+namespace lowbit::kernels {
+namespace {
+
+// Packs one row of E4M3 blocks of 32 (mx): scale byte, then the codes.
+std::vector<uint8_t> MxE4m3Row(const std::vector<uint8_t>& scales, const std::vector<uint8_t>& codes) {
+  std::vector<uint8_t> row;
+  for (size_t b = 0; b < scales.size(); ++b) {
+    row.push_back(scales[b]);
+    for (size_t i = 0; i < 32; ++i) row.push_back(codes[b * 32 + i]);
+  }
+  return row;
+}
+
+// The fast E4M3 path multiplies by scale * 2^8 (SeTables::scale_fold): exact up to E8M0 byte 246
+// (2^119 * 2^8 = 2^127), not representable above (fold_ok = 0), NaN kept for 0xFF. bm8's int8
+// exponents fold to 2^S, a float for every S.
+TEST(SharedExponentKernelTest, FoldedScaleTables) {
+  const FormatRegistry& registry = FormatRegistry::Get();
+  const std::optional<SeTables> mx = BuildSharedExponentTables(**registry.Parse(
+      registry.FindPreset("mxfp8_e4m3")->spec));
+  ASSERT_TRUE(mx.has_value());
+  EXPECT_EQ(mx->fold_exp, 8);
+  EXPECT_EQ(mx->scale_fold[127], 256.0f);              // 2^0 * 2^8
+  EXPECT_EQ(mx->scale_fold[0], std::ldexp(1.0f, -119));  // 2^-127 (subnormal) * 2^8
+  EXPECT_EQ(mx->scale_fold[246], std::ldexp(1.0f, 127));
+  EXPECT_EQ(mx->fold_ok[246], 1);
+  for (int b = 247; b <= 254; ++b) EXPECT_EQ(mx->fold_ok[b], 0) << b;
+  EXPECT_EQ(mx->fold_ok[255], 1);
+  EXPECT_TRUE(std::isnan(mx->scale_fold[255]));
+  EXPECT_FALSE(mx->all_fold_ok);
+  const std::optional<SeTables> bm = BuildSharedExponentTables(**registry.Parse("bm:e=4,m=3,block=16"));
+  ASSERT_TRUE(bm.has_value());
+  EXPECT_TRUE(bm->all_fold_ok);
+  EXPECT_EQ(bm->scale_fold[0x80], std::ldexp(1.0f, -128));  // S = -128: 2^(S - 8) * 2^8
+  // Formats without a fold: the fold table is the scale table.
+  const std::optional<SeTables> e5 = BuildSharedExponentTables(**registry.Parse(
+      registry.FindPreset("mxfp8_e5m2")->spec));
+  ASSERT_TRUE(e5.has_value());
+  EXPECT_EQ(e5->fold_exp, 0);
+  EXPECT_EQ(std::memcmp(e5->scale_fold, e5->scale, sizeof(e5->scale)), 0);
+}
+
+// Hand-computed: a block whose folded scale overflows (E8M0 254 = 2^127; 2^135 is no float) must
+// take the two-step path: 16 codes 0x38 (1.0) and 16 zero codes times 2^127, x = 2^-127, give
+// y = 16 exactly. The fold would make every weight Inf and the zero codes 0 * Inf = NaN.
+TEST(SharedExponentKernelTest, OverflowingFoldTakesTwoStepPath) {
+  Result<FormatPtr> f = FormatRegistry::Get().Parse(FormatRegistry::Get().FindPreset("mxfp8_e4m3")->spec);
+  ASSERT_TRUE(f.ok());
+  const int64_t rows = 5, cols = 96;  // 3 chunks: 2 decoded in place, the last from the tail copy
+  std::vector<uint8_t> packed;
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<uint8_t> codes(96, 0);
+    for (int i = 0; i < 96; i += 2) codes[i] = 0x38;
+    // Row r: block r % 3 has the huge scale 247 + r (2^(120 + r)), the others 2^0.
+    std::vector<uint8_t> scales = {127, 127, 127};
+    scales[r % 3] = static_cast<uint8_t>(247 + r);
+    const std::vector<uint8_t> row = MxE4m3Row(scales, codes);
+    packed.insert(packed.end(), row.begin(), row.end());
+  }
+  ASSERT_EQ(static_cast<int64_t>(packed.size()), (*f)->PackedBytes(rows, cols));
+  for (Isa isa : Levels()) {
+    const KernelEntry e = *LookupSharedExponentKernel(**f, isa);
+    for (int64_t r = 0; r < rows; ++r) {
+      // x = 2^-(120 + r) on the huge block, 1 elsewhere: every block contributes 16.
+      std::vector<float> x(cols, 1.0f);
+      for (int i = 0; i < 32; ++i) x[(r % 3) * 32 + i] = std::ldexp(1.0f, -(120 + static_cast<int>(r)));
+      std::vector<float> y(rows);
+      RunRows(e, **f, packed, rows, cols, x, 1, 0, rows, &y);
+      EXPECT_EQ(y[r], 48.0f) << IsaName(isa) << " row " << r;
+    }
+  }
+}
+
+// Hand-computed: an OCP E4M3 NaN code (S.1111.111) anywhere in a chunk makes the output NaN, in
+// a chunk decoded in place (row 1, chunk 0, code 0x7F) or from the tail copy (row 3, chunk 2,
+// code 0xFF), while the other rows of the same 4-row tile keep their exact values: row r holds
+// 96 codes of value r + 1 (E4M3 0x38 = 1, 0x40 = 2, 0x44 = 3, 0x48 = 4, 0x4A = 5), scale 2^0,
+// x = 1, so y = 96 (r + 1).
+TEST(SharedExponentKernelTest, NanCodeTakesExactPathForItsChunk) {
+  Result<FormatPtr> f = FormatRegistry::Get().Parse(FormatRegistry::Get().FindPreset("mxfp8_e4m3")->spec);
+  ASSERT_TRUE(f.ok());
+  const int64_t rows = 5, cols = 96;
+  const uint8_t value_code[] = {0x38, 0x40, 0x44, 0x48, 0x4A};
+  std::vector<uint8_t> packed;
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<uint8_t> codes(96, value_code[r]);
+    if (r == 1) codes[5] = 0x7F;
+    if (r == 3) codes[95] = 0xFF;
+    const std::vector<uint8_t> row = MxE4m3Row({127, 127, 127}, codes);
+    packed.insert(packed.end(), row.begin(), row.end());
+  }
+  const std::vector<float> x(cols, 1.0f);
+  for (Isa isa : Levels()) {
+    const KernelEntry e = *LookupSharedExponentKernel(**f, isa);
+    std::vector<float> y(rows);
+    RunRows(e, **f, packed, rows, cols, x, 1, 0, rows, &y);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (r == 1 || r == 3) {
+        EXPECT_TRUE(std::isnan(y[r])) << IsaName(isa) << " row " << r;
+      } else {
+        EXPECT_EQ(y[r], 96.0f * static_cast<float>(r + 1)) << IsaName(isa) << " row " << r;
+      }
+    }
+  }
+}
+
+// The 6-bit tables take the fp16 word-lookup path where every raw value is an fp16
+// (SeTables::raw_half_exact) and the f32 table path otherwise; the sweep above covers both
+// (mxfp6, fp6split, bm6 vs. bl6, whose 2^-30 is below fp16's range).
+TEST(SharedExponentKernelTest, HalfTableExactness) {
+  const FormatRegistry& registry = FormatRegistry::Get();
+  for (const char* name : {"mxfp6_e3m2", "mxfp6_e2m3", "fp6_e3m2_split", "fp6_e2m3_split", "bm6"}) {
+    const std::optional<SeTables> t =
+        BuildSharedExponentTables(**registry.Parse(registry.FindPreset(name)->spec));
+    ASSERT_TRUE(t.has_value()) << name;
+    EXPECT_TRUE(t->raw_half_exact) << name;
+  }
+  const std::optional<SeTables> bl6 =
+      BuildSharedExponentTables(**registry.Parse(registry.FindPreset("bl6")->spec));
+  ASSERT_TRUE(bl6.has_value());
+  EXPECT_FALSE(bl6->raw_half_exact);
+  // E2M3 0b0_00_001 = 1/8 (subnormal) is fp16 0x3000; E3M2 0b1_111_11 = -28 is fp16 0xCF00.
+  EXPECT_EQ(BuildSharedExponentTables(**registry.Parse(registry.FindPreset("mxfp6_e2m3")->spec))
+                ->raw_half[1],
+            0x3000);
+  EXPECT_EQ(BuildSharedExponentTables(**registry.Parse(registry.FindPreset("mxfp6_e3m2")->spec))
+                ->raw_half[0x3F],
+            0xCF00);
+}
+
+}  // namespace
+}  // namespace lowbit::kernels
