@@ -1,12 +1,7 @@
 // AQLM kernels, AVX-512 level: one 16-row block per gather, the LUT built 16 codewords at a time.
 // Same operations per row as the scalar reference (additive_kernels.h). The int16-LUT path looks
 // 32 rows up at once with four vpermi2w over the slot's 256-entry table held in 8 registers.
-// GCC 12 reports its own _mm512_undefined_* helpers inside the intrinsic headers as uninitialized.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)  // GCC-only warning group
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
+#include "kernels/simd_avx512.h"
 
 #include <vector>
 

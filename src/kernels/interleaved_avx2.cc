@@ -4,7 +4,7 @@
 // at 32767, so only layouts whose codes are <= 128 get a kernel here (4- and 6-bit codes, mxfp4's
 // table); 8-bit codes keep the per-row kernels of loops_avx2.h. Same operations per lane as the
 // AVX-512 level (interleaved.h), so both give the same bits.
-#include <immintrin.h>
+#include "kernels/simd_avx2.h"
 
 #include <algorithm>
 #include <cstring>
@@ -16,39 +16,10 @@
 namespace lowbit::kernels {
 namespace {
 
-#define IL_INLINE inline __attribute__((always_inline))
+#define IL_INLINE LOWBIT_SIMD_INLINE
 
-IL_INLINE __m256i Bcast32(const int8_t* q) {
-  int32_t v;
-  std::memcpy(&v, q, sizeof v);
-  return _mm256_set1_epi32(v);
-}
-
-// Code vectors of rows 8h .. 8h + 7 of one unit.
-template <int kBits, bool kLut>
-IL_INLINE void DecodeCodes(const uint8_t* p, __m256i lut, __m256i* cv) {
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  for (int j = 0; j < 4; ++j) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * j));
-    cv[2 * j] = _mm256_and_si256(v, m4);
-    cv[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-    if constexpr (kLut) {
-      cv[2 * j] = _mm256_shuffle_epi8(lut, cv[2 * j]);
-      cv[2 * j + 1] = _mm256_shuffle_epi8(lut, cv[2 * j + 1]);
-    }
-  }
-  if constexpr (kBits == 6) {
-    const __m256i m30 = _mm256_set1_epi8(0x30);
-    for (int pl = 0; pl < 2; ++pl) {
-      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 256 + 64 * pl));
-      const __m256i s[4] = {_mm256_slli_epi16(h, 4), _mm256_slli_epi16(h, 2), h,
-                            _mm256_srli_epi16(h, 2)};
-      for (int m = 0; m < 4; ++m) {
-        cv[4 * pl + m] = _mm256_or_si256(cv[4 * pl + m], _mm256_and_si256(s[m], m30));
-      }
-    }
-  }
-}
+using avx2::Bcast32;
+using avx2::DecodeCodes;
 
 IL_INLINE __m256i Dot4(__m256i codes, const int8_t* q) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, Bcast32(q)), _mm256_set1_epi16(1));

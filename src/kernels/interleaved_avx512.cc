@@ -1,13 +1,7 @@
 // AVX-512 (+VNNI) kernels of the row-interleaved layout (kernels/interleaved.h): one zmm lane per
 // row of a 16-row group, vpdpbusd of 16 rows x 4 codes against a broadcast dword of 4 Q8
 // activations. Order of operations: interleaved.h.
-#include <immintrin.h>
-
-// GCC 12's own AVX-512 intrinsic headers trip these (their _mm512_undefined_* idiom).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)  // GCC-only warning group
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "kernels/simd_avx512.h"
 
 #include <algorithm>
 #include <cstring>
@@ -19,45 +13,10 @@
 namespace lowbit::kernels {
 namespace {
 
-#define IL_INLINE inline __attribute__((always_inline))
+#define IL_INLINE LOWBIT_SIMD_INLINE
 
-IL_INLINE __m512i Bcast32(const int8_t* q) {
-  int32_t v;
-  std::memcpy(&v, q, sizeof v);
-  return _mm512_set1_epi32(v);
-}
-
-// The 8 code vectors of one unit (vector v: elements 4v .. 4v + 3 of each row, unsigned bytes).
-template <int kBits, bool kLut>
-IL_INLINE void DecodeCodes(const uint8_t* p, __m512i lut, __m512i* cv) {
-  if constexpr (kBits == 8) {
-    for (int j = 0; j < 8; ++j) cv[j] = _mm512_loadu_si512(p + 64 * j);
-  } else {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int j = 0; j < 4; ++j) {
-      const __m512i v = _mm512_loadu_si512(p + 64 * j);
-      cv[2 * j] = _mm512_and_si512(v, m4);
-      cv[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-      if constexpr (kLut) {
-        cv[2 * j] = _mm512_shuffle_epi8(lut, cv[2 * j]);
-        cv[2 * j + 1] = _mm512_shuffle_epi8(lut, cv[2 * j + 1]);
-      }
-    }
-    if constexpr (kBits == 6) {
-      const __m512i m30 = _mm512_set1_epi8(0x30);
-      for (int pl = 0; pl < 2; ++pl) {
-        const __m512i h = _mm512_loadu_si512(p + 256 + 64 * pl);
-        // Bits 2m..2m+1 of each byte to bits 4..5 (16-bit shifts by <= 4: the 0x30 mask drops
-        // every bit that crossed a byte), then c |= those bits (ternary A | (B & C)).
-        const __m512i s[4] = {_mm512_slli_epi16(h, 4), _mm512_slli_epi16(h, 2), h,
-                              _mm512_srli_epi16(h, 2)};
-        for (int m = 0; m < 4; ++m) {
-          cv[4 * pl + m] = _mm512_ternarylogic_epi32(cv[4 * pl + m], s[m], m30, 0xF8);
-        }
-      }
-    }
-  }
-}
+using avx512::Bcast32;
+using avx512::DecodeCodes;
 
 template <int kSegs, IlScale kScale, bool kSigned>
 IL_INLINE void LoadScales(const uint8_t* p, const IlDesc& d, __m512* s) {

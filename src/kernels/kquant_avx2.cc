@@ -7,7 +7,7 @@
 // gives sc * isum directly (no pmulld); the integers are the same, and the float operations per
 // lane are those of the header comment, so this level gives the bits of the scalar and AVX-512
 // levels.
-#include <immintrin.h>
+#include "kernels/simd_avx2.h"
 
 #include <algorithm>
 #include <cstring>
@@ -19,35 +19,18 @@
 namespace lowbit::kernels {
 namespace {
 
-#define KQ_INLINE inline __attribute__((always_inline))
+#define KQ_INLINE LOWBIT_SIMD_INLINE
+
+// The 8 code vectors of one unit for rows 8h .. 8h + 7 (p already offset by 32 h): 4-bit codes, or
+// 6-bit (q6_k) with the 2-bit planes.
+template <bool kSix>
+KQ_INLINE void DecodeCodes(const uint8_t* p, __m256i* cv) {
+  avx2::DecodeCodes<kSix ? 6 : 4, false>(p, _mm256_setzero_si256(), cv);
+}
 
 // u8 codes x a broadcast dword of 4 s8 activations -> int16 pairs (c0 q0 + c1 q1 per lane).
 KQ_INLINE __m256i Maddubs4(__m256i codes, const int8_t* q) {
-  int32_t v;
-  std::memcpy(&v, q, sizeof v);
-  return _mm256_maddubs_epi16(codes, _mm256_set1_epi32(v));
-}
-
-// The 8 code vectors of one unit for rows 8h .. 8h + 7 (p already offset by 32 h).
-template <bool kSix>
-KQ_INLINE void DecodeCodes(const uint8_t* p, __m256i* cv) {
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  for (int v = 0; v < 4; ++v) {
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * v));
-    cv[2 * v] = _mm256_and_si256(x, m4);
-    cv[2 * v + 1] = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
-  }
-  if constexpr (kSix) {
-    const __m256i m30 = _mm256_set1_epi8(0x30);
-    for (int pl = 0; pl < 2; ++pl) {
-      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 256 + 64 * pl));
-      const __m256i s[4] = {_mm256_slli_epi16(h, 4), _mm256_slli_epi16(h, 2), h,
-                            _mm256_srli_epi16(h, 2)};
-      for (int m = 0; m < 4; ++m) {
-        cv[4 * pl + m] = _mm256_or_si256(cv[4 * pl + m], _mm256_and_si256(s[m], m30));
-      }
-    }
-  }
+  return _mm256_maddubs_epi16(codes, avx2::Bcast32(q));
 }
 
 KQ_INLINE __m256i Load8U8(const uint8_t* p) {

@@ -1,13 +1,7 @@
 // AVX-512 (+VNNI) level of the k-quant interleaved kernels (kernels/kquant_kernels.h): one zmm
 // lane per row of a 16-row group; vpdpbusd multiplies 16 rows x 4 codes with a broadcast dword of
 // 4 Q8 activations. Order of operations: kquant_kernels.h (the same per lane as the scalar level).
-#include <immintrin.h>
-
-// GCC 12's own AVX-512 intrinsic headers trip these (their _mm512_undefined_* idiom).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)  // GCC-only warning group
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "kernels/simd_avx512.h"
 
 #include <algorithm>
 #include <cstring>
@@ -19,36 +13,14 @@
 namespace lowbit::kernels {
 namespace {
 
-#define KQ_INLINE inline __attribute__((always_inline))
+#define KQ_INLINE LOWBIT_SIMD_INLINE
 
-KQ_INLINE __m512i Bcast32(const int8_t* q) {
-  int32_t v;
-  std::memcpy(&v, q, sizeof v);
-  return _mm512_set1_epi32(v);
-}
+using avx512::Bcast32;
 
-// The 8 code vectors of one unit (vector g: elements 4g .. 4g + 3 of each row).
+// The 8 code vectors of one unit: 4-bit codes, or 6-bit (q6_k) with the 2-bit planes.
 template <bool kSix>
 KQ_INLINE void DecodeCodes(const uint8_t* p, __m512i* cv) {
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  for (int v = 0; v < 4; ++v) {
-    const __m512i x = _mm512_loadu_si512(p + 64 * v);
-    cv[2 * v] = _mm512_and_si512(x, m4);
-    cv[2 * v + 1] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
-  }
-  if constexpr (kSix) {
-    const __m512i m30 = _mm512_set1_epi8(0x30);
-    for (int pl = 0; pl < 2; ++pl) {
-      const __m512i h = _mm512_loadu_si512(p + 256 + 64 * pl);
-      // Bits 2m..2m+1 of each byte to bits 4..5 (the 0x30 mask drops bits that crossed a byte),
-      // then cv |= them (ternary A | (B & C)).
-      const __m512i s[4] = {_mm512_slli_epi16(h, 4), _mm512_slli_epi16(h, 2), h,
-                            _mm512_srli_epi16(h, 2)};
-      for (int m = 0; m < 4; ++m) {
-        cv[4 * pl + m] = _mm512_ternarylogic_epi32(cv[4 * pl + m], s[m], m30, 0xF8);
-      }
-    }
-  }
+  avx512::DecodeCodes<kSix ? 6 : 4, false>(p, _mm512_setzero_si512(), cv);
 }
 
 KQ_INLINE __m512i Load16U8(const uint8_t* p) {

@@ -2,13 +2,7 @@
 // 16-row group; a right shift of the code vector by 4 i and one vpermps over the 16-entry table
 // give the values of code i of all 16 rows; FMA with the broadcast activation. Order of
 // operations: nf4_kernels.h (the same per lane as the scalar level).
-#include <immintrin.h>
-
-// GCC 12's own AVX-512 intrinsic headers trip these (their _mm512_undefined_* idiom).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)  // GCC-only warning group
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "kernels/simd_avx512.h"
 
 #include <algorithm>
 #include <cstring>

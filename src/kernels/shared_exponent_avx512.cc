@@ -3,13 +3,7 @@
 // codes into 16 f32 lanes (a vpermps / vpermi2ps table lookup, an int8 or fp16 conversion or an
 // exponent-field shift) and multiplies by the block's scale. Order of operations: see
 // shared_exponent_kernels.h (the same bits as the scalar level).
-#include <immintrin.h>
-
-// GCC 12's own AVX-512 intrinsic headers trip these (their _mm512_undefined_* idiom).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)  // GCC-only warning group
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "kernels/simd_avx512.h"
 
 #include <array>
 #include <limits>

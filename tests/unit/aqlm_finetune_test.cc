@@ -26,6 +26,7 @@
 #include "runtime/linear.h"
 #include "runtime/ops.h"
 #include "runtime/thread_pool.h"
+#include "model_test_util.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -522,16 +523,7 @@ void ExpectSameModel(const LlamaModel& a, const LlamaModel& b) {
 }
 
 double MeanKld(const LlamaModel& ref, const LlamaModel& q, const std::vector<int32_t>& tokens) {
-  SessionOptions so;
-  so.n_threads = 1;
-  so.max_tokens = 128;
-  LlamaSession rs(ref, so), qs(q, so);
-  EvalOptions eo;
-  eo.ctx = 128;
-  eo.bos = 1;
-  auto r = Evaluate(qs, tokens, eo, &rs);
-  EXPECT_TRUE(r.ok()) << r.status().message();
-  return r.ok() ? r->kld.mean : 1e9;
+  return testing::MeanKldVs(ref, q, tokens, /*ctx=*/128);
 }
 
 // End to end: the same AQLM run with and without fine-tuning; fine-tuning must not make the

@@ -14,6 +14,7 @@
 #include "lowbit/model.h"
 #include "lowbit/tokenizer.h"
 #include "runtime/linear.h"
+#include "model_test_util.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -91,16 +92,7 @@ TEST(AqlmModel, CheckpointResumeGivesTheSameBytes) {
 }
 
 double MeanKld(const LlamaModel& ref, const LlamaModel& q, const std::vector<int32_t>& tokens) {
-  SessionOptions so;
-  so.n_threads = 1;
-  so.max_tokens = 128;
-  LlamaSession rs(ref, so), qs(q, so);
-  EvalOptions eo;
-  eo.ctx = 128;
-  eo.bos = 1;
-  auto r = Evaluate(qs, tokens, eo, &rs);
-  EXPECT_TRUE(r.ok()) << r.status().message();
-  return r.ok() ? r->kld.mean : 1e9;
+  return testing::MeanKldVs(ref, q, tokens, /*ctx=*/128);
 }
 
 TEST(AqlmModel, CalibratedTrainingBeatsTheCalibrationFreeEncoder) {
