@@ -7,6 +7,15 @@
 namespace lowbit {
 namespace {
 
+// A '*' in the pattern stays a wildcard where the name has a literal '*' (fuzz_rules found
+// "*a" vs "*ba" answered false: the star was consumed as a literal with no backtrack point left).
+TEST(GlobMatch, StarIsAWildcardEvenOverALiteralStar) {
+  EXPECT_TRUE(GlobMatch("*a", "*ba"));
+  EXPECT_TRUE(GlobMatch("*a*b*", "*a*b*"));
+  EXPECT_TRUE(GlobMatch("x*y", "x*zy"));
+  EXPECT_FALSE(GlobMatch("*a", "*b"));
+}
+
 TEST(GlobMatch, StarQuestionAndLiterals) {
   EXPECT_TRUE(GlobMatch("*", ""));
   EXPECT_TRUE(GlobMatch("*", "token_embd.weight"));
