@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -246,11 +247,20 @@ TEST(Quantize, SigkillNeverLeavesAPartialFile) {
   ASSERT_TRUE(QuantizeGgufFile(Stories260kGguf(), out, Weights("q8_0")).ok());
   const std::vector<uint8_t> previous = testing::ReadFileBytes(out);
   const std::string fresh = (dir / "fresh.gguf").string();
-  const auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(QuantizeGgufFile(SmolLm2Path(), fresh, Weights("q4_0")).ok());
-  const double full_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const std::vector<uint8_t> complete = testing::ReadFileBytes(fresh);
   fs::remove(fresh);
+  // The run time the kills are spread over: the faster of two uninterrupted CLI runs (the first
+  // run of a test binary can be slowed by a cold page cache or a neighbouring ctest job, and a
+  // too-long estimate would put the kills after the end).
+  double full_s = 1e9;
+  for (int run = 0; run < 2; ++run) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const testing::CliRun r = testing::RunCli("quantize -m " + SmolLm2Path() + " -o " + fresh + " -w q4_0 -q");
+    ASSERT_EQ(r.exit_code, 0);
+    full_s = std::min(full_s, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    fs::remove(fresh);
+  }
 
   std::mt19937 rng(20261123);
   int killed_running = 0;
