@@ -51,6 +51,14 @@ Isa MaxSupportedIsa() {
   return isa;
 }
 
+bool CpuHasAvx512Vbmi() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return MaxSupportedIsa() == Isa::kAvx512 && __builtin_cpu_supports("avx512vbmi");
+  }();
+  return has;
+}
+
 Isa ActiveIsa() {
   static const Isa isa = ResolveIsa(MaxSupportedIsa(), std::getenv("LOWBIT_ISA"));
   return isa;

@@ -14,8 +14,18 @@
 //   * bits = 6: the 4-bit layout of c & 15, then 2 vectors of 64 bytes of c >> 4: code vector v
 //     (elements 4v .. 4v + 3; v = 2j low nibbles, 2j + 1 high nibbles of vector j) has its 2 high
 //     bits in vector v / 4, bits 2 (v % 4) .. 2 (v % 4) + 1 of each byte.
-//   * bits = 8: 8 vectors; vector j, dword r = elements 4j .. 4j + 3 of row r.
-//   * scale kF16: the format's own fp16 field (one per unit); kExp: the block's shared byte b,
+//   * bits = 6 with lut6 (AVX-512 VBMI only): c is the format's own 6-bit element code and the
+//     integer weight comes from 64-entry byte tables (vpermb): lut6 = 1: lut64[c] - zero (FP6
+//     E2M3 x 8: -60..60); lut6 = 2: lut64[c] + 16 * lut64_hi[c] - zero (FP6 E3M2 x 16: -448..448,
+//     beyond a byte), two vpdpbusd per code vector whose int32 sums combine exactly.
+//   * bits = 8: 8 vectors; vector j, dword r = elements 4j .. 4j + 3 of row r. With lut8 = P
+//     (AVX-512 VBMI only; FP8 E4M3 x 2^9, |v| < 2^18): c is the format's sign-magnitude code,
+//     |v| = sum_j lut128[j][c & 127] << 8j over P byte tables (vpermi2b), and the sign is applied
+//     to the activations (q negated where c's bit 7 is set) so every vpdpbusd stays u8 x s8;
+//     the P int32 sums combine exactly (|v| * 127 * 32 < 2^31 is checked at repack). A block
+//     holding a NaN code gets the NaN scale byte, so its rows come out NaN as the reference's.
+//   * scale kF16: the format's own fp16 field (one per unit; fp6split: the row's scale in every
+//     unit, times f16_unit = 2^-shift, the element grid's denominator, applied in f32); kExp: the block's shared byte b,
 //     scale = 2^(b - bias) (b read signed when exp_signed), NaN where b == nan_byte. The exponent
 //     folds in the element's power-of-two denominator (mxfp4: 2^-1), so it is exact.
 // Rows past the matrix are zero codes (c = zero) with scale 0 / 2^0; their outputs are not stored.
@@ -38,7 +48,7 @@
 namespace lowbit::kernels {
 
 inline constexpr int64_t kIlRows = 16;
-inline constexpr int64_t kIlHeaderBytes = 128;
+inline constexpr int64_t kIlHeaderBytes = 1024;
 
 enum class IlScale : int32_t { kF16 = 0, kExp = 1 };
 
@@ -53,6 +63,25 @@ struct IlDesc {
   int32_t bias = 0;        // kExp: scale = 2^(b - bias)
   int32_t nan_byte = -1;   // kExp: b == nan_byte -> NaN scale (mx E8M0 0xFF)
   uint8_t lut16[16] = {};
+  int32_t lut6 = 0;        // bits == 6: 0 none, 1 one table, 2 lo + 16 * hi tables (file comment)
+  float f16_unit = 1.0f;   // kF16 with lut6: the unit scale is the field * f16_unit (2^-shift)
+  uint8_t lut64[64] = {};
+  uint8_t lut64_hi[64] = {};
+  int32_t lut8 = 0;        // bits == 8: byte tables of the magnitude (0: codes are c - zero)
+  uint8_t lut128[3][128] = {};
+
+  // The integer weight (before the scale) of code c; rows past the matrix use a code giving 0.
+  int32_t Value(int c) const {
+    if (lut8 != 0) {
+      int32_t m = 0;
+      for (int j = 0; j < lut8; ++j) m += int32_t{lut128[j][c & 127]} << (8 * j);
+      return (c & 128) != 0 ? -m : m;
+    }
+    if (lut6 == 1) return lut64[c & 63] - zero;
+    if (lut6 == 2) return lut64[c & 63] + 16 * lut64_hi[c & 63] - zero;
+    if (lut) return lut16[c & 15] - zero;
+    return c - zero;
+  }
 
   int64_t CodeBytes() const { return 64 * bits; }
   int64_t UnitBytes() const {
@@ -78,6 +107,8 @@ std::vector<uint8_t> InterleavedRepack(const Format& format, const uint8_t* pack
 // Row-range functions per level (null where that level has no instantiation for desc).
 RowRangeFn InterleavedAvx512Fn(const IlDesc& desc);
 RowRangeFn InterleavedAvx2Fn(const IlDesc& desc);
+// The lut6 / lut8 kernels (AVX-512 + VBMI: interleaved_vbmi.cc); null for other descs.
+RowRangeFn InterleavedVbmiFn(const IlDesc& desc);
 
 // The interleaved Q8 entry of a format at the highest level <= isa that has one.
 std::optional<KernelEntry> LookupInterleavedKernel(const Format& format, Isa isa);

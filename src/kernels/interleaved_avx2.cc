@@ -153,7 +153,7 @@ void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
 }  // namespace
 
 RowRangeFn InterleavedAvx2Fn(const IlDesc& d) {
-  if (d.bits == 8) return nullptr;
+  if (d.bits == 8 || d.lut6 != 0 || d.lut8 != 0) return nullptr;
   if (d.lut) {
     for (uint8_t v : d.lut16) {
       if (v > 128) return nullptr;  // pmaddubsw: 2 * 128 * 127 < 32768

@@ -82,50 +82,116 @@ struct SeGrid {
   IlDesc desc;
   int bits = 0, block = 0;
   int shift = 0;       // M = 2^shift
-  int32_t v[256] = {};  // integer value of each code
+  int32_t v[256] = {};  // integer value of each code (0 for NaN codes)
+  bool nan_code[256] = {};  // lut8: codes the format decodes to NaN (their block's scale is NaN)
+  bool has_nan_codes = false;
 };
+
+// lut8 (interleaved.h): 8-bit sign-magnitude codes (raw[c | 128] = -raw[c], NaN codes allowed)
+// whose magnitudes are integers times 2^-shift for some shift <= 12, small enough that a 32-term
+// Q8 dot product stays in int32. False otherwise.
+bool SignMagnitudeGrid8(const float* raw, SeGrid* g) {
+  constexpr double kMaxMagnitude = 2147483647.0 / (127.0 * 32.0);
+  for (int c = 0; c < 128; ++c) {
+    const float p = raw[c], n = raw[c | 128];
+    if (std::isnan(p) != std::isnan(n)) return false;
+    if (!std::isnan(p) && !(n == -p && std::signbit(n) != std::signbit(p))) return false;
+  }
+  for (int s = 0; s <= 12; ++s) {
+    bool ok = true;
+    for (int c = 0; c < 128 && ok; ++c) {
+      if (std::isnan(raw[c])) continue;
+      const double v = std::ldexp(double(raw[c]), s);
+      ok = std::isfinite(v) && v == std::nearbyint(v) && v >= 0.0 && v <= kMaxMagnitude;
+    }
+    if (!ok) continue;
+    g->bits = 8;
+    g->shift = s;
+    IlDesc& d = g->desc;
+    d.bits = 8;
+    d.zero = 0;
+    int32_t vmax = 0;
+    for (int c = 0; c < 256; ++c) {
+      g->nan_code[c] = std::isnan(raw[c]);
+      g->has_nan_codes = g->has_nan_codes || g->nan_code[c];
+      g->v[c] = g->nan_code[c] ? 0 : static_cast<int32_t>(std::ldexp(double(raw[c]), s));
+      vmax = std::max(vmax, g->v[c]);
+    }
+    d.lut8 = vmax < (1 << 8) ? 1 : vmax < (1 << 16) ? 2 : 3;
+    if (d.lut8 == 1) return false;  // a plain 8-bit grid (handled before) would have fit
+    for (int j = 0; j < d.lut8; ++j)
+      for (int c = 0; c < 128; ++c) d.lut128[j][c] = static_cast<uint8_t>(g->v[c] >> (8 * j));
+    return true;
+  }
+  return false;
+}
+
+// The integer grid of an element table raw[0 .. 2^bits): the smallest shift with every
+// raw * 2^shift an integer v in [-128, 127] (any code width), else, for 6-bit codes, the smallest
+// with every v an integer and v - vmin <= 16 * 255 + 15 (two byte tables); the codes' storage
+// (direct, lut16, lut6 1 or 2) follows. False when neither exists.
+bool ElementGrid(const float* raw, int bits, SeGrid* g) {
+  const int n_codes = 1 << bits;
+  auto grid_ok = [&](int s, double lo, double hi) {
+    for (int c = 0; c < n_codes; ++c) {
+      const double v = std::ldexp(double(raw[c]), s);
+      if (!(std::isfinite(v) && v == std::nearbyint(v) && v >= lo && v <= hi)) return false;
+    }
+    return true;
+  };
+  int shift = -1;
+  for (int s = 0; s <= 12 && shift < 0; ++s) {
+    if (grid_ok(s, -128.0, 127.0)) shift = s;
+  }
+  for (int s = 0; s <= 12 && shift < 0 && bits == 6; ++s) {
+    if (grid_ok(s, -2048.0, 2047.0)) shift = s;
+  }
+  if (shift < 0) return bits == 8 && SignMagnitudeGrid8(raw, g);
+  g->bits = bits;
+  g->shift = shift;
+  int vmin = 0, vmax = 0;
+  for (int c = 0; c < n_codes; ++c) {
+    g->v[c] = static_cast<int32_t>(std::ldexp(double(raw[c]), shift));
+    vmin = std::min(vmin, g->v[c]);
+    vmax = std::max(vmax, g->v[c]);
+  }
+  IlDesc& d = g->desc;
+  d.zero = -vmin;
+  const int umax = vmax + d.zero;
+  if (bits <= 4) {
+    if (umax > 255) return false;
+    d.bits = 4;
+    if (umax > 15) {
+      d.lut = 1;
+      for (int c = 0; c < 16; ++c) d.lut16[c] = static_cast<uint8_t>(c < n_codes ? g->v[c] + d.zero : d.zero);
+    }
+  } else if (bits <= 6) {
+    d.bits = 6;
+    if (umax > 63) {
+      if (bits != 6 || umax > 16 * 255 + 15) return false;
+      d.lut6 = umax > 255 ? 2 : 1;
+      for (int c = 0; c < 64; ++c) {
+        const int u = g->v[c] + d.zero;
+        d.lut64[c] = static_cast<uint8_t>(d.lut6 == 2 ? u & 15 : u);
+        d.lut64_hi[c] = static_cast<uint8_t>(d.lut6 == 2 ? u >> 4 : 0);
+      }
+    }
+  } else {
+    if (umax > 255) return false;
+    d.bits = 8;
+  }
+  return true;
+}
 
 std::optional<SeGrid> SeGridOf(const Format& f) {
   const std::optional<SeTables> t = BuildSharedExponentTables(f);
   if (!t || t->kind.layout != SeLayout::kBlocks) return std::nullopt;
   SeGrid g;
-  g.bits = t->kind.bits;
+  if (!ElementGrid(t->raw, t->kind.bits, &g)) return std::nullopt;
   g.block = t->kind.block;
   if (g.block != 16 && g.block != 32) return std::nullopt;
-  const int n_codes = 1 << g.bits;
-  int shift = -1;
-  for (int s = 0; s <= 12 && shift < 0; ++s) {
-    bool ok = true;
-    for (int c = 0; c < n_codes && ok; ++c) {
-      const double v = std::ldexp(double(t->raw[c]), s);
-      ok = std::isfinite(v) && v == std::nearbyint(v) && v >= -128.0 && v <= 127.0;
-    }
-    if (ok) shift = s;
-  }
-  if (shift < 0) return std::nullopt;
-  g.shift = shift;
-  int vmin = 0, vmax = 0;
-  for (int c = 0; c < n_codes; ++c) {
-    g.v[c] = static_cast<int32_t>(std::ldexp(double(t->raw[c]), shift));
-    vmin = std::min(vmin, g.v[c]);
-    vmax = std::max(vmax, g.v[c]);
-  }
+  const int shift = g.shift;
   IlDesc& d = g.desc;
-  d.zero = -vmin;
-  const int umax = vmax + d.zero;
-  if (umax > 255) return std::nullopt;
-  if (g.bits <= 4) {
-    d.bits = 4;
-    if (umax > 15) {
-      d.lut = 1;
-      for (int c = 0; c < 16; ++c) d.lut16[c] = static_cast<uint8_t>(c < n_codes ? g.v[c] + d.zero : d.zero);
-    }
-  } else if (g.bits <= 6) {
-    if (umax > 63) return std::nullopt;
-    d.bits = 6;
-  } else {
-    d.bits = 8;
-  }
   d.segs = g.block == 16 ? 2 : 1;
   d.scale = IlScale::kExp;
   // scale(b) / 2^shift = 2^(x(b) - bias), with x(b) = b or int8(b).
@@ -147,6 +213,7 @@ std::optional<SeGrid> SeGridOf(const Format& f) {
       const int e = x(b) - bias;
       ok = e >= -149 && e <= 127 && std::ldexp(double(std::ldexp(1.0f, e)), shift) == double(t->scale[b]);
     }
+    if (ok && g.has_nan_codes && nan_byte < 0) return std::nullopt;  // no way to say NaN
     if (ok) {
       d.exp_signed = sgn;
       d.bias = bias;
@@ -155,6 +222,14 @@ std::optional<SeGrid> SeGridOf(const Format& f) {
     }
   }
   return std::nullopt;
+}
+
+// A stored code whose weight is 0: the one padding rows, and blocks past a row, are filled with.
+uint8_t PadCode(const IlDesc& d) {
+  for (int c = 0; c < (d.lut6 ? 64 : d.lut ? 16 : 256); ++c) {
+    if (d.Value(c) == 0) return static_cast<uint8_t>(c);
+  }
+  return static_cast<uint8_t>(d.zero);  // unreachable: every grid holds 0 (checked by the caller)
 }
 
 // One row's units: codes c (32 per unit), scale fields (segs per unit), min fields (1 per unit).
@@ -209,12 +284,7 @@ RowFn SeRowFn(const SeGrid& g, const Format& f, const uint8_t* packed, int64_t r
         const int64_t blk = u * per_unit + s;
         uint8_t* out = c + 32 * u + g.block * s;
         if (blk >= n_blocks) {  // a block of 16 past the row: zero weights, scale 2^0
-          std::memset(out, d.lut ? 0 : d.zero, static_cast<size_t>(g.block));
-          if (d.lut) {
-            for (int c16 = 0; c16 < 16; ++c16) {
-              if (d.lut16[c16] == d.zero) std::memset(out, c16, static_cast<size_t>(g.block));
-            }
-          }
+          std::memset(out, PadCode(d), static_cast<size_t>(g.block));
           scale[u * per_unit + s] = static_cast<uint16_t>((d.bias + 256) & 0xFF);
           continue;
         }
@@ -224,7 +294,9 @@ RowFn SeRowFn(const SeGrid& g, const Format& f, const uint8_t* packed, int64_t r
           const int64_t bit = int64_t(i) * g.bits;
           const uint32_t word = byte_at(at + 1 + bit / 8) | (byte_at(at + 2 + bit / 8) << 8);
           const uint32_t code = (word >> (bit % 8)) & ((1u << g.bits) - 1);
-          out[i] = static_cast<uint8_t>(d.lut ? code : static_cast<uint32_t>(g.v[code] + d.zero));
+          const bool own_code = d.lut != 0 || d.lut6 != 0 || d.lut8 != 0;  // kernel maps codes
+          out[i] = static_cast<uint8_t>(own_code ? code : static_cast<uint32_t>(g.v[code] + d.zero));
+          if (g.nan_code[code]) scale[u * per_unit + s] = static_cast<uint16_t>(d.nan_byte);
         }
       }
     }
@@ -265,6 +337,41 @@ RowFn GgufMxfp4RowFn(const Format& f, const uint8_t* packed, int64_t cols) {
   };
 }
 
+// fp6split (formats/fp6_split.cc): rows [fp16 scale][2-bit plane][4-bit plane], w = raw(code) *
+// scale; code i = (2-bit piece i) << 4 | (4-bit piece i). The unit scale field is the row's fp16
+// scale and f16_unit = 2^-shift brings the integer grid back to raw values.
+std::optional<SeGrid> Fp6SplitGridOf(const Format& f) {
+  const std::optional<SeTables> t = BuildSharedExponentTables(f);
+  if (!t || t->kind.layout != SeLayout::kFp6Split) return std::nullopt;
+  SeGrid g;
+  if (!ElementGrid(t->raw, 6, &g) || g.desc.lut6 == 0) return std::nullopt;
+  g.block = 32;
+  g.desc.segs = 1;
+  g.desc.scale = IlScale::kF16;
+  g.desc.f16_unit = std::ldexp(1.0f, -g.shift);
+  return g;
+}
+
+RowFn Fp6SplitRowFn(const Format& f, const uint8_t* packed, int64_t rows, int64_t cols) {
+  const uint8_t* base = packed + f.HeaderBytes(rows, cols);
+  const int64_t row_bytes = f.RowBytes(cols);
+  const int64_t hi_bytes = (cols + 3) / 4;
+  const int64_t units = (cols + kUnit - 1) / kUnit;
+  return [=](int64_t r, uint8_t* c, uint16_t* scale, uint16_t* /*min*/) {
+    const uint8_t* row = base + r * row_bytes;
+    const uint16_t row_scale = static_cast<uint16_t>(row[0] | (row[1] << 8));
+    const uint8_t* hi = row + 2;
+    const uint8_t* lo = row + 2 + hi_bytes;
+    for (int64_t u = 0; u < units; ++u) scale[u] = row_scale;
+    for (int64_t i = 0; i < units * kUnit; ++i) {
+      // Past cols: code 0 (+0), whatever the activations there (Q8 blocks pad with q = 0).
+      c[i] = i < cols ? static_cast<uint8_t>((((hi[i / 4] >> (2 * (i % 4))) & 3) << 4) |
+                                             ((lo[i / 2] >> (4 * (i % 2))) & 15))
+                      : 0;
+    }
+  };
+}
+
 }  // namespace
 
 std::optional<IlDesc> InterleavedDescFor(const Format& format) {
@@ -272,6 +379,7 @@ std::optional<IlDesc> InterleavedDescFor(const Format& format) {
   if (id != FusedId::kCount) return TraitsDescOf(id);
   if (IsGgufMxfp4(format)) return GgufMxfp4Desc();
   if (std::optional<SeGrid> g = SeGridOf(format)) return g->desc;
+  if (std::optional<SeGrid> g = Fp6SplitGridOf(format)) return g->desc;
   return std::nullopt;
 }
 
@@ -287,11 +395,14 @@ std::vector<uint8_t> InterleavedRepack(const Format& format, const uint8_t* pack
   } else if (IsGgufMxfp4(format)) {
     d = GgufMxfp4Desc();
     row_fn = GgufMxfp4RowFn(format, packed, cols);
-  } else {
-    grid = SeGridOf(format);
-    LOWBIT_CHECK(grid.has_value());
+  } else if ((grid = SeGridOf(format))) {
     d = grid->desc;
     row_fn = SeRowFn(*grid, format, packed, rows, cols);
+  } else {
+    grid = Fp6SplitGridOf(format);
+    LOWBIT_CHECK(grid.has_value());
+    d = grid->desc;
+    row_fn = Fp6SplitRowFn(format, packed, rows, cols);
   }
   const int64_t units = (cols + kUnit - 1) / kUnit;
   const int64_t groups = (rows + kIlRows - 1) / kIlRows;
@@ -300,12 +411,7 @@ std::vector<uint8_t> InterleavedRepack(const Format& format, const uint8_t* pack
   IlHeader h{d, rows, cols, units, groups};
   std::memcpy(out.data(), &h, sizeof h);
   // Padding rows: zero weights (code = zero, or the LUT entry that maps to it), scale 0 / 2^0.
-  uint8_t pad_code = static_cast<uint8_t>(d.zero);
-  if (d.lut) {
-    for (int c = 15; c >= 0; --c) {
-      if (d.lut16[c] == d.zero) pad_code = static_cast<uint8_t>(c);
-    }
-  }
+  const uint8_t pad_code = PadCode(d);
   const uint16_t pad_scale =
       d.scale == IlScale::kF16 ? 0 : static_cast<uint16_t>((d.bias + 256) & 0xFF);
   std::vector<uint8_t> c(static_cast<size_t>(kIlRows * units * 32));
@@ -387,10 +493,13 @@ std::optional<KernelEntry> LookupInterleavedKernel(const Format& format, Isa isa
   if (!d) return std::nullopt;
   for (int level = static_cast<int>(isa); level >= static_cast<int>(Isa::kAvx2); --level) {
     const Isa at = static_cast<Isa>(level);
-    const RowRangeFn fn = at == Isa::kAvx512 ? InterleavedAvx512Fn(*d) : InterleavedAvx2Fn(*d);
+    RowRangeFn fn = at == Isa::kAvx512 ? InterleavedAvx512Fn(*d) : InterleavedAvx2Fn(*d);
+    if (fn == nullptr && at == Isa::kAvx512 && CpuHasAvx512Vbmi()) fn = InterleavedVbmiFn(*d);
     if (fn == nullptr) continue;
-    // "il16.<bits>[l].<f16|exp[s]>.s<segs>[.min].<isa>.q8", kept for the process's lifetime.
+    // "il16.<bits>[l|t|t2|m<parts>].<f16|exp[s]>.s<segs>[.min].<isa>.q8", kept for the process's lifetime.
     std::string name = "il16." + std::to_string(d->bits) + (d->lut ? "l" : "") +
+                       (d->lut6 == 1 ? "t" : d->lut6 == 2 ? "t2" : "") +
+                       (d->lut8 == 2 ? "m2" : d->lut8 == 3 ? "m3" : "") +
                        (d->scale == IlScale::kF16 ? ".f16" : (d->exp_signed ? ".exps" : ".exp")) +
                        ".s" + std::to_string(d->segs) + (d->has_min ? ".min" : "") + "." +
                        IsaName(at) + ".q8";

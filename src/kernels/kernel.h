@@ -28,6 +28,8 @@ const char* IsaName(Isa isa);  // "scalar", "avx2", "avx512"
 // Highest level this CPU supports (CPUID: avx2+fma; avx512f+bw+vl+dq+vnni; an AVX-512 CPU
 // without VNNI runs the avx2 level, so every kAvx512 kernel may use vpdpbusd).
 Isa MaxSupportedIsa();
+// AVX-512 VBMI (vpermb), which some AVX-512 kernels need beyond the level's own features.
+bool CpuHasAvx512Vbmi();
 // MaxSupportedIsa() lowered by LOWBIT_ISA=scalar|avx2|avx512 when set; resolved once. A level
 // above MaxSupportedIsa() is ignored (never raises it); an unknown value is ignored too.
 Isa ActiveIsa();

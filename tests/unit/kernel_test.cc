@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/kernel.h"
@@ -165,6 +167,91 @@ TEST(KernelDispatch, LinearIsBitIdenticalForAnyThreadCountAndBatch) {
       EXPECT_EQ(std::memcmp(y1.data(), yp.data(), y1.size() * sizeof(float)), 0) << spec << level;
     }
   }
+}
+
+// On a CPU with AVX-512 VBMI, the FP6 and E4M3 formats take the table-lookup interleaved Q8
+// kernels (kernels/interleaved.h, lut6 / lut8); without it, the f32 shared-exponent kernels.
+TEST(KernelDispatch, TableInterleavedKernelsWhereVbmiExists) {
+  if (kernels::MaxSupportedIsa() != Isa::kAvx512) GTEST_SKIP() << "no AVX-512 level on this CPU";
+  const std::pair<const char*, const char*> want[] = {
+      {"mxfp6_e2m3", "il16.6t."},   {"mxfp6_e3m2", "il16.6t2."}, {"fp6_e3m2_split", "il16.6t2."},
+      {"fp6_e2m3_split", "il16.6t."}, {"bm6", "il16.6t2."},      {"mxfp8_e4m3", "il16.8m3."},
+      {"bm8", "il16.8m3."}};
+  for (const auto& [spec, prefix] : want) {
+    const auto e = kernels::FindKernel(**ParseFormat(spec), Isa::kAvx512, kernels::ActPath::kDefault);
+    ASSERT_TRUE(e.has_value()) << spec;
+    if (kernels::CpuHasAvx512Vbmi()) {
+      EXPECT_EQ(std::string(e->name).rfind(prefix, 0), 0u) << spec << ": " << e->name;
+      EXPECT_TRUE(e->wants_q8) << spec;
+    } else {
+      EXPECT_EQ(std::string(e->name).rfind("se.", 0), 0u) << spec << ": " << e->name;
+    }
+  }
+  // E5M2 magnitudes span 2^-16 .. 57344: no int32-safe integer grid, so the f32 kernel.
+  const auto e5 = kernels::FindKernel(**ParseFormat("mxfp8_e5m2"), Isa::kAvx512,
+                                      kernels::ActPath::kDefault);
+  ASSERT_TRUE(e5.has_value());
+  EXPECT_EQ(std::string(e5->name).rfind("se.", 0), 0u) << e5->name;
+}
+
+// An OCP E4M3 NaN code (S.1111.111) makes its row's output NaN in the lut8 kernel, as in the
+// reference (the repack gives its block the E8M0 NaN scale); the other rows keep their bits.
+TEST(KernelDispatch, Fp8NanCodeMakesOnlyItsRowNaN) {
+  if (!kernels::CpuHasAvx512Vbmi()) GTEST_SKIP() << "no AVX-512 VBMI: the lut8 kernel is not used";
+  const FormatPtr f = *ParseFormat("mxfp8_e4m3");
+  const int64_t rows = 20, cols = 96;
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> normal;
+  std::vector<float> w(rows * cols), x(cols);
+  for (float& v : w) v = normal(rng);
+  for (float& v : x) v = normal(rng);
+  std::vector<uint8_t> packed(f->PackedBytes(rows, cols));
+  ASSERT_TRUE(f->Quantize(w.data(), rows, cols, packed.data()).ok());
+  const auto e = kernels::FindKernel(*f, Isa::kAvx512, kernels::ActPath::kDefault);
+  ASSERT_TRUE(e.has_value() && e->repack != nullptr) << (e ? e->name : "none");
+  kernels::ActivationsQ8 xq;
+  kernels::QuantizeActivationsQ8(x.data(), 1, cols, &xq);
+  auto run = [&](const std::vector<uint8_t>& p) {
+    const std::vector<uint8_t> repacked = e->repack(*f, p.data(), rows, cols);
+    std::vector<float> y(rows, -7.0f);
+    kernels::MatmulArgs args;
+    args.w = repacked.data();
+    args.rows = rows;
+    args.cols = cols;
+    args.format = f.get();
+    args.x = x.data();
+    args.x_q8 = &xq;
+    args.n_tokens = 1;
+    args.y = y.data();
+    args.ldy = rows;
+    e->run(args, 0, rows);
+    return y;
+  };
+  const std::vector<float> clean = run(packed);
+  // Row 5, element 40 (block 1): find its byte through the reference decoder.
+  const int64_t row_bytes = f->RowBytes(cols), r = 5;
+  std::vector<uint8_t> bad = packed;
+  bool found = false;
+  for (int64_t b = 0; b < row_bytes && !found; ++b) {
+    std::vector<uint8_t> trial = packed;
+    trial[f->HeaderBytes(rows, cols) + r * row_bytes + b] = 0x7F;
+    std::vector<float> dq(rows * cols);
+    f->Dequantize(trial.data(), rows, cols, dq.data());
+    if (std::isnan(dq[r * cols + 40])) {
+      bad = trial;
+      found = true;
+    }
+  }
+  ASSERT_TRUE(found) << "no byte decodes element 40 of row 5";
+  const std::vector<float> y = run(bad);
+  for (int64_t i = 0; i < rows; ++i) {
+    if (i == r) {
+      EXPECT_TRUE(std::isnan(y[i])) << y[i];
+    } else {
+      EXPECT_EQ(std::memcmp(&y[i], &clean[i], sizeof(float)), 0) << "row " << i;
+    }
+  }
+  EXPECT_FALSE(std::isnan(clean[r]));
 }
 
 }  // namespace

@@ -1,0 +1,274 @@
+// The AVX-512 (+VNNI) row-interleaved kernel templates (kernels/interleaved.h), shared by the
+// plain level (interleaved_avx512.cc) and the VBMI variants (interleaved_vbmi.cc, whose lut6
+// tables need vpermb). Include from those two files only: each instantiates what its flags allow.
+// One zmm lane per row of a 16-row group, vpdpbusd of 16 rows x 4 codes against a broadcast
+// dword of 4 Q8 activations. Order of operations: interleaved.h.
+#pragma once
+
+#include "kernels/simd_avx512.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/interleaved.h"
+
+namespace lowbit::kernels {
+namespace {
+
+#define IL_INLINE LOWBIT_SIMD_INLINE
+
+// Units requested ahead of the one being read (software prefetch of every line). 24 measured a
+// little better than 8 on a 2-core Xeon VM (docs/results/bench/README.md); the stream is
+// sequential, so only the distance matters.
+constexpr int64_t kIlPrefetchUnits = 24;
+
+using avx512::Bcast32;
+using avx512::DecodeCodes;
+
+template <int kSegs, IlScale kScale, bool kSigned, int kLut6>
+IL_INLINE void LoadScales(const uint8_t* p, const IlDesc& d, __m512* s) {
+  for (int seg = 0; seg < kSegs; ++seg) {
+    if constexpr (kScale == IlScale::kF16) {
+      s[seg] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * seg)));
+      // fp6split: field * 2^-f16_shift, exact (an fp16 times a power of two >= 2^-12).
+      if constexpr (kLut6 != 0) s[seg] = _mm512_mul_ps(s[seg], _mm512_set1_ps(d.f16_unit));
+    } else {
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * seg));
+      const __m512i x = kSigned ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
+      const __m512 e = _mm512_cvtepi32_ps(_mm512_sub_epi32(x, _mm512_set1_epi32(d.bias)));
+      // 2^e, exact for e in [-149, 127] (checked when the layout was chosen).
+      s[seg] = _mm512_scalef_ps(_mm512_set1_ps(1.0f), e);
+      if (d.nan_byte >= 0) {
+        const __mmask16 nan = _mm512_cmpeq_epi32_mask(_mm512_cvtepu8_epi32(b),
+                                                      _mm512_set1_epi32(d.nan_byte));
+        s[seg] = _mm512_mask_mov_ps(s[seg], nan,
+                                    _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+      }
+    }
+  }
+}
+
+struct IlCtx {
+  const MatmulArgs* a;
+  const IlDesc* d;
+  const uint8_t* base;  // group 0
+  int64_t units;
+  int64_t unit_bytes;
+  const int32_t* half_sums;  // kSegs == 2: (token - t_first, unit, half)
+  int64_t t_first;
+};
+
+// The outputs of group g for tokens [t0, t0 + T).
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin, int T>
+IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
+  const MatmulArgs& a = *c.a;
+  const IlDesc& d = *c.d;
+  const __m512i lut = kLut ? _mm512_broadcast_i32x4(_mm_loadu_si128(
+                                 reinterpret_cast<const __m128i*>(d.lut16)))
+                           : _mm512_setzero_si512();
+  [[maybe_unused]] __m512i lut_lo, lut_hi;
+  if constexpr (kLut6 != 0) {
+    lut_lo = _mm512_loadu_si512(d.lut64);
+    lut_hi = _mm512_loadu_si512(d.lut64_hi);
+  }
+  const int64_t bpr = a.x_q8->blocks_per_row;
+  const Q8Block32* xb[T];
+  for (int t = 0; t < T; ++t) xb[t] = a.x_q8->blocks.data() + (t0 + t) * bpr;
+  __m512 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  const uint8_t* p = c.base + g * c.units * c.unit_bytes;
+  constexpr int64_t kCodeBytes = 64 * kBits;
+  constexpr int64_t kScaleBytes = kSegs * 16 * (kScale == IlScale::kF16 ? 2 : 1);
+  for (int64_t u = 0; u < c.units; ++u, p += c.unit_bytes) {
+    {
+      // The unit kIlPrefetchUnits ahead, every line of it (a unit is 5 to 9 lines).
+      const char* ahead = reinterpret_cast<const char*>(p + kIlPrefetchUnits * c.unit_bytes);
+      for (int64_t line = 0; line < c.unit_bytes; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
+    }
+    __m512i cv[8];
+    DecodeCodes<kBits, kLut>(p, lut, cv);
+    // lut6: the 6-bit codes through the 64-byte tables (vpermb ignores index bits 6..7).
+    [[maybe_unused]] __m512i ch[8];
+    if constexpr (kLut6 != 0) {
+      for (int v = 0; v < 8; ++v) {
+        if constexpr (kLut6 == 2) ch[v] = _mm512_permutexvar_epi8(cv[v], lut_hi);
+        cv[v] = _mm512_permutexvar_epi8(cv[v], lut_lo);
+      }
+    }
+    __m512 s[kSegs];
+    LoadScales<kSegs, kScale, kSigned, kLut6>(p + kCodeBytes, d, s);
+    [[maybe_unused]] __m512 mn;
+    if constexpr (kMin) {
+      mn = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + kCodeBytes + kScaleBytes)));
+    }
+    for (int t = 0; t < T; ++t) {
+      const Q8Block32& b = xb[t][u];
+      const __m512 dx = _mm512_set1_ps(b.d);
+      if constexpr (kSegs == 1) {
+        // Two chains of 4 vpdpbusd, then one add (all exact int32).
+        __m512i i0 = _mm512_set1_epi32(-d.zero * b.sum), i1 = _mm512_setzero_si512();
+        for (int v = 0; v < 8; v += 2) {
+          i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
+          i1 = _mm512_dpbusd_epi32(i1, cv[v + 1], Bcast32(b.q + 4 * v + 4));
+        }
+        if constexpr (kLut6 == 2) {
+          // + 16 * sum hi * q: |hi| <= 255, so the 32-term sum stays far inside int32.
+          __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+          for (int v = 0; v < 8; v += 2) {
+            h0 = _mm512_dpbusd_epi32(h0, ch[v], Bcast32(b.q + 4 * v));
+            h1 = _mm512_dpbusd_epi32(h1, ch[v + 1], Bcast32(b.q + 4 * v + 4));
+          }
+          i1 = _mm512_add_epi32(i1, _mm512_slli_epi32(_mm512_add_epi32(h0, h1), 4));
+        }
+        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), dx);
+        acc[t] = _mm512_fmadd_ps(f, s[0], acc[t]);
+      } else {
+        const int32_t* hs = c.half_sums + ((t0 + t - c.t_first) * c.units + u) * 2;
+        __m512i i0 = _mm512_set1_epi32(-d.zero * hs[0]);
+        __m512i i1 = _mm512_set1_epi32(-d.zero * hs[1]);
+        for (int v = 0; v < 4; ++v) {
+          i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
+          i1 = _mm512_dpbusd_epi32(i1, cv[v + 4], Bcast32(b.q + 16 + 4 * v));
+        }
+        if constexpr (kLut6 == 2) {
+          __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+          for (int v = 0; v < 4; ++v) {
+            h0 = _mm512_dpbusd_epi32(h0, ch[v], Bcast32(b.q + 4 * v));
+            h1 = _mm512_dpbusd_epi32(h1, ch[v + 4], Bcast32(b.q + 16 + 4 * v));
+          }
+          i0 = _mm512_add_epi32(i0, _mm512_slli_epi32(h0, 4));
+          i1 = _mm512_add_epi32(i1, _mm512_slli_epi32(h1, 4));
+        }
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i0), dx), s[0], acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i1), dx), s[1], acc[t]);
+      }
+      if constexpr (kMin) {
+        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(static_cast<float>(b.sum) * b.d), mn, acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) out[t] = acc[t];
+}
+
+// lut8 (interleaved.h): 8-bit sign-magnitude codes whose magnitude is kParts bytes from
+// 128-entry tables. Per code vector: the parts (vpermi2b, shared by the tokens), then per token
+// the activations negated where the code is negative and one vpdpbusd per part; per segment the
+// parts' sums combine as A0 + (A1 << 8) + (A2 << 16) (exact), then as in Group.
+template <int kParts, int kSegs, bool kSigned, int T>
+IL_INLINE void Group8(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
+  const MatmulArgs& a = *c.a;
+  const IlDesc& d = *c.d;
+  __m512i tlo[kParts], thi[kParts];
+  for (int j = 0; j < kParts; ++j) {
+    tlo[j] = _mm512_loadu_si512(d.lut128[j]);
+    thi[j] = _mm512_loadu_si512(d.lut128[j] + 64);
+  }
+  const int64_t bpr = a.x_q8->blocks_per_row;
+  const Q8Block32* xb[T];
+  for (int t = 0; t < T; ++t) xb[t] = a.x_q8->blocks.data() + (t0 + t) * bpr;
+  __m512 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  const __m512i zero = _mm512_setzero_si512();
+  const uint8_t* p = c.base + g * c.units * c.unit_bytes;
+  for (int64_t u = 0; u < c.units; ++u, p += c.unit_bytes) {
+    {
+      const char* ahead = reinterpret_cast<const char*>(p + kIlPrefetchUnits * c.unit_bytes);
+      for (int64_t line = 0; line < c.unit_bytes; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
+    }
+    __m512 s[kSegs];
+    LoadScales<kSegs, IlScale::kExp, kSigned, 0>(p + 512, d, s);
+    constexpr int kPerSeg = 8 / kSegs;
+    for (int seg = 0; seg < kSegs; ++seg) {
+      __m512i part_sum[T][kParts];
+      for (int t = 0; t < T; ++t)
+        for (int j = 0; j < kParts; ++j) part_sum[t][j] = _mm512_setzero_si512();
+      for (int v = seg * kPerSeg; v < (seg + 1) * kPerSeg; ++v) {
+        const __m512i codes = _mm512_loadu_si512(p + 64 * v);
+        const __mmask64 neg = _mm512_movepi8_mask(codes);
+        __m512i part[kParts];
+        for (int j = 0; j < kParts; ++j) part[j] = _mm512_permutex2var_epi8(tlo[j], codes, thi[j]);
+        for (int t = 0; t < T; ++t) {
+          const __m512i q = Bcast32(xb[t][u].q + 4 * v);
+          const __m512i qs = _mm512_mask_sub_epi8(q, neg, zero, q);
+          for (int j = 0; j < kParts; ++j) part_sum[t][j] = _mm512_dpbusd_epi32(part_sum[t][j], part[j], qs);
+        }
+      }
+      for (int t = 0; t < T; ++t) {
+        __m512i isum = part_sum[t][0];
+        for (int j = 1; j < kParts; ++j) isum = _mm512_add_epi32(isum, _mm512_slli_epi32(part_sum[t][j], 8 * j));
+        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xb[t][u].d));
+        acc[t] = _mm512_fmadd_ps(f, s[seg], acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) out[t] = acc[t];
+}
+
+template <int kParts, int kSegs, bool kSigned>
+struct Lut8Group {
+  template <int T>
+  IL_INLINE static void Run(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
+    Group8<kParts, kSegs, kSigned, T>(c, g, t0, out);
+  }
+};
+
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin>
+struct PlainGroup {
+  template <int T>
+  IL_INLINE static void Run(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
+    Group<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, T>(c, g, t0, out);
+  }
+};
+
+// Every group of rows [r0, r1) for every token, tokens in tiles of 4, 2, 1 (G::Run<T>).
+template <class G, int kSegs>
+void RunGroups(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  IlHeader h;
+  std::memcpy(&h, a.w, sizeof h);
+  IlCtx c{&a, &h.desc, a.w + kIlHeaderBytes, h.units, h.desc.UnitBytes(), nullptr, 0};
+  thread_local std::vector<int32_t> half_sums;
+  if constexpr (kSegs == 2) {
+    IlHalfSums(*a.x_q8, 0, a.n_tokens, &half_sums);
+    c.half_sums = half_sums.data();
+  }
+  alignas(64) float lanes[16];
+  for (int64_t g = r0 / kIlRows; g * kIlRows < r1; ++g) {
+    const int64_t lo = std::max(r0, g * kIlRows), hi = std::min(r1, g * kIlRows + kIlRows);
+    auto store = [&](__m512 v, int64_t t) {
+      _mm512_store_ps(lanes, v);
+      for (int64_t r = lo; r < hi; ++r) a.y[t * a.ldy + r] = lanes[r - g * kIlRows];
+    };
+    int64_t t = 0;
+    for (; t + 4 <= a.n_tokens; t += 4) {
+      __m512 out[4];
+      G::template Run<4>(c, g, t, out);
+      for (int i = 0; i < 4; ++i) store(out[i], t + i);
+    }
+    for (; t + 2 <= a.n_tokens; t += 2) {
+      __m512 out[2];
+      G::template Run<2>(c, g, t, out);
+      for (int i = 0; i < 2; ++i) store(out[i], t + i);
+    }
+    for (; t < a.n_tokens; ++t) {
+      __m512 out[1];
+      G::template Run<1>(c, g, t, out);
+      store(out[0], t);
+    }
+  }
+}
+
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin>
+void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  RunGroups<PlainGroup<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin>, kSegs>(a, r0, r1);
+}
+
+template <int kParts, int kSegs, bool kSigned>
+void RunLut8(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  RunGroups<Lut8Group<kParts, kSegs, kSigned>, 1>(a, r0, r1);  // no half sums: zero is 0
+}
+
+}  // namespace
+}  // namespace lowbit::kernels

@@ -1,0 +1,44 @@
+// AVX-512 + VBMI instantiations of the row-interleaved kernels: the 6-bit element tables (lut6,
+// kernels/interleaved.h) look codes up with vpermb, the FP8 magnitude tables (lut8) with
+// vpermi2b. This file alone is compiled with -mavx512vbmi (CMakeLists.txt); LookupInterleavedKernel asks it only when CpuHasAvx512Vbmi().
+#include "kernels/interleaved_avx512_impl.h"
+
+namespace lowbit::kernels {
+
+RowRangeFn InterleavedVbmiFn(const IlDesc& d) {
+  if (d.bits == 8 && d.lut8 != 0 && d.scale == IlScale::kExp && d.has_min == 0 && d.zero == 0) {
+    const bool sg = d.exp_signed != 0;
+#define IL8_CASE(P, S, SG) \
+  if (d.lut8 == P && d.segs == S && sg == SG) return &RunLut8<P, S, SG>;
+    // mx E4M3 (E8M0 scale per 32) and bm E4M3 (int8 exponent per 16 or 32).
+    IL8_CASE(3, 1, false)
+    IL8_CASE(3, 2, false)
+    IL8_CASE(3, 1, true)
+    IL8_CASE(3, 2, true)
+    IL8_CASE(2, 1, false)
+    IL8_CASE(2, 2, false)
+    IL8_CASE(2, 1, true)
+    IL8_CASE(2, 2, true)
+#undef IL8_CASE
+    return nullptr;
+  }
+  if (d.bits != 6 || d.lut6 == 0 || d.lut != 0 || d.has_min != 0) return nullptr;
+  const bool sg = d.exp_signed != 0;
+#define IL_CASE(L6, S, K, SG)                                                  \
+  if (d.lut6 == L6 && d.segs == S && d.scale == K && sg == SG) return &Run<6, false, L6, S, K, SG, false>;
+  // mx / bm FP6 (exponent scales, blocks of 32 or 16) and fp6split (the row's fp16 scale).
+  IL_CASE(1, 1, IlScale::kExp, false)
+  IL_CASE(1, 2, IlScale::kExp, false)
+  IL_CASE(1, 1, IlScale::kExp, true)
+  IL_CASE(1, 2, IlScale::kExp, true)
+  IL_CASE(2, 1, IlScale::kExp, false)
+  IL_CASE(2, 2, IlScale::kExp, false)
+  IL_CASE(2, 1, IlScale::kExp, true)
+  IL_CASE(2, 2, IlScale::kExp, true)
+  IL_CASE(1, 1, IlScale::kF16, false)
+  IL_CASE(2, 1, IlScale::kF16, false)
+#undef IL_CASE
+  return nullptr;
+}
+
+}  // namespace lowbit::kernels
