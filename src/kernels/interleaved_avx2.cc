@@ -2,7 +2,8 @@
 // 16-row group is two ymm halves (rows 0-7, rows 8-15); the 4-code dot of a row is pmaddubsw
 // (u8 codes x s8 activations -> int16 pairs) + pmaddwd with ones (-> int32). pmaddubsw saturates
 // at 32767, so only layouts whose codes are <= 128 get a kernel here (4- and 6-bit codes, mxfp4's
-// table); 8-bit codes keep the per-row kernels of loops_avx2.h. Same operations per lane as the
+// table, the FP6 lut6 tables through four vpshufb pieces); 8-bit codes keep the per-row kernels of
+// loops_avx2.h. Same operations per lane as the
 // AVX-512 level (interleaved.h), so both give the same bits.
 #include "kernels/simd_avx2.h"
 
@@ -25,11 +26,24 @@ IL_INLINE __m256i Dot4(__m256i codes, const int8_t* q) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, Bcast32(q)), _mm256_set1_epi16(1));
 }
 
-template <int kSegs, IlScale kScale, bool kSigned>
+// 64-entry byte lookup (lut6): vpshufb reads index bits 0..3 in each 16-entry piece t[k]; bits
+// 4 and 5 of the code (moved to bit 7 by 16-bit shifts, which only spill into the low bits of the
+// next byte: codes are < 64) pick the piece through vpblendvb.
+IL_INLINE __m256i Lookup64(__m256i c, const __m256i* t) {
+  const __m256i b4 = _mm256_slli_epi16(c, 3), b5 = _mm256_slli_epi16(c, 2);
+  const __m256i p01 =
+      _mm256_blendv_epi8(_mm256_shuffle_epi8(t[0], c), _mm256_shuffle_epi8(t[1], c), b4);
+  const __m256i p23 =
+      _mm256_blendv_epi8(_mm256_shuffle_epi8(t[2], c), _mm256_shuffle_epi8(t[3], c), b4);
+  return _mm256_blendv_epi8(p01, p23, b5);
+}
+
+template <int kSegs, IlScale kScale, bool kSigned, int kLut6>
 IL_INLINE void LoadScales(const uint8_t* p, const IlDesc& d, __m256* s) {
   for (int seg = 0; seg < kSegs; ++seg) {
     if constexpr (kScale == IlScale::kF16) {
       s[seg] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32 * seg)));
+      if constexpr (kLut6 != 0) s[seg] = _mm256_mul_ps(s[seg], _mm256_set1_ps(d.f16_unit));
     } else {
       const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 16 * seg));
       const __m256i x = kSigned ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
@@ -60,13 +74,20 @@ struct IlCtx {
 };
 
 // Rows 8h .. 8h + 7 of group g, tokens [t0, t0 + T).
-template <int kBits, bool kLut, int kSegs, IlScale kScale, bool kSigned, bool kMin, int T>
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin, int T>
 IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
   const MatmulArgs& a = *c.a;
   const IlDesc& d = *c.d;
   const __m256i lut = kLut ? _mm256_broadcastsi128_si256(_mm_loadu_si128(
                                  reinterpret_cast<const __m128i*>(d.lut16)))
                            : _mm256_setzero_si256();
+  [[maybe_unused]] __m256i tl[4], th[4];
+  if constexpr (kLut6 != 0) {
+    for (int k = 0; k < 4; ++k) {
+      tl[k] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d.lut64 + 16 * k)));
+      th[k] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d.lut64_hi + 16 * k)));
+    }
+  }
   const int64_t bpr = a.x_q8->blocks_per_row;
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
@@ -79,8 +100,15 @@ IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
     _mm_prefetch(reinterpret_cast<const char*>(p + 8 * c.unit_bytes + 32 * h + 128), _MM_HINT_T0);
     __m256i cv[8];
     DecodeCodes<kBits, kLut>(p + 32 * h, lut, cv);
+    [[maybe_unused]] __m256i ch[8];
+    if constexpr (kLut6 != 0) {
+      for (int v = 0; v < 8; ++v) {
+        if constexpr (kLut6 == 2) ch[v] = Lookup64(cv[v], th);
+        cv[v] = Lookup64(cv[v], tl);
+      }
+    }
     __m256 s[kSegs];
-    LoadScales<kSegs, kScale, kSigned>(p + kCodeBytes + fh, d, s);
+    LoadScales<kSegs, kScale, kSigned, kLut6>(p + kCodeBytes + fh, d, s);
     [[maybe_unused]] __m256 mn;
     if constexpr (kMin) {
       mn = _mm256_cvtph_ps(
@@ -95,6 +123,14 @@ IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
           i0 = _mm256_add_epi32(i0, Dot4(cv[v], b.q + 4 * v));
           i1 = _mm256_add_epi32(i1, Dot4(cv[v + 1], b.q + 4 * v + 4));
         }
+        if constexpr (kLut6 == 2) {  // + 16 * sum hi * q (interleaved.h), exact
+          __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+          for (int v = 0; v < 8; v += 2) {
+            h0 = _mm256_add_epi32(h0, Dot4(ch[v], b.q + 4 * v));
+            h1 = _mm256_add_epi32(h1, Dot4(ch[v + 1], b.q + 4 * v + 4));
+          }
+          i1 = _mm256_add_epi32(i1, _mm256_slli_epi32(_mm256_add_epi32(h0, h1), 4));
+        }
         const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), dx);
         acc[t] = _mm256_fmadd_ps(f, s[0], acc[t]);
       } else {
@@ -104,6 +140,15 @@ IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
         for (int v = 0; v < 4; ++v) {
           i0 = _mm256_add_epi32(i0, Dot4(cv[v], b.q + 4 * v));
           i1 = _mm256_add_epi32(i1, Dot4(cv[v + 4], b.q + 16 + 4 * v));
+        }
+        if constexpr (kLut6 == 2) {
+          __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+          for (int v = 0; v < 4; ++v) {
+            h0 = _mm256_add_epi32(h0, Dot4(ch[v], b.q + 4 * v));
+            h1 = _mm256_add_epi32(h1, Dot4(ch[v + 4], b.q + 16 + 4 * v));
+          }
+          i0 = _mm256_add_epi32(i0, _mm256_slli_epi32(h0, 4));
+          i1 = _mm256_add_epi32(i1, _mm256_slli_epi32(h1, 4));
         }
         acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i0), dx), s[0], acc[t]);
         acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i1), dx), s[1], acc[t]);
@@ -116,7 +161,7 @@ IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
   for (int t = 0; t < T; ++t) out[t] = acc[t];
 }
 
-template <int kBits, bool kLut, int kSegs, IlScale kScale, bool kSigned, bool kMin>
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin>
 void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
   IlHeader hd;
   std::memcpy(&hd, a.w, sizeof hd);
@@ -138,13 +183,13 @@ void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
     int64_t t = 0;
     for (; t + 2 <= a.n_tokens; t += 2) {
       __m256 out[2];
-      Half<kBits, kLut, kSegs, kScale, kSigned, kMin, 2>(c, g, h, t, out);
+      Half<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, 2>(c, g, h, t, out);
       store(out[0], t);
       store(out[1], t + 1);
     }
     for (; t < a.n_tokens; ++t) {
       __m256 out[1];
-      Half<kBits, kLut, kSegs, kScale, kSigned, kMin, 1>(c, g, h, t, out);
+      Half<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, 1>(c, g, h, t, out);
       store(out[0], t);
     }
   }
@@ -153,7 +198,29 @@ void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
 }  // namespace
 
 RowRangeFn InterleavedAvx2Fn(const IlDesc& d) {
-  if (d.bits == 8 || d.lut6 != 0 || d.lut8 != 0) return nullptr;
+  if (d.bits == 8 || d.lut8 != 0) return nullptr;
+  if (d.lut6 != 0) {
+    // pmaddubsw pairs: lut6 1 holds u <= 2 * 60 (E2M3), lut6 2 lo <= 15 and hi <= 56 (E3M2).
+    for (int c = 0; c < 64; ++c) {
+      if (d.lut64[c] > 128 || d.lut64_hi[c] > 128) return nullptr;
+    }
+    if (d.has_min != 0 || d.lut != 0) return nullptr;
+    const bool sg6 = d.exp_signed != 0;
+#define IL6_CASE(L6, S, K, SG) \
+  if (d.lut6 == L6 && d.segs == S && d.scale == K && sg6 == SG) return &Run<6, false, L6, S, K, SG, false>;
+    IL6_CASE(1, 1, IlScale::kExp, false)
+    IL6_CASE(1, 2, IlScale::kExp, false)
+    IL6_CASE(1, 1, IlScale::kExp, true)
+    IL6_CASE(1, 2, IlScale::kExp, true)
+    IL6_CASE(2, 1, IlScale::kExp, false)
+    IL6_CASE(2, 2, IlScale::kExp, false)
+    IL6_CASE(2, 1, IlScale::kExp, true)
+    IL6_CASE(2, 2, IlScale::kExp, true)
+    IL6_CASE(1, 1, IlScale::kF16, false)
+    IL6_CASE(2, 1, IlScale::kF16, false)
+#undef IL6_CASE
+    return nullptr;
+  }
   if (d.lut) {
     for (uint8_t v : d.lut16) {
       if (v > 128) return nullptr;  // pmaddubsw: 2 * 128 * 127 < 32768
@@ -163,7 +230,7 @@ RowRangeFn InterleavedAvx2Fn(const IlDesc& d) {
   const bool mn = d.has_min != 0;
 #define IL_CASE(B, L, S, K, SG, M)                                                      \
   if (d.bits == B && (d.lut != 0) == L && d.segs == S && d.scale == K && sg == SG && mn == M) \
-    return &Run<B, L, S, K, SG, M>;
+    return &Run<B, L, 0, S, K, SG, M>;
   if (d.scale == IlScale::kF16) {
     IL_CASE(4, false, 1, IlScale::kF16, false, false)
     IL_CASE(4, false, 1, IlScale::kF16, false, true)

@@ -169,29 +169,39 @@ TEST(KernelDispatch, LinearIsBitIdenticalForAnyThreadCountAndBatch) {
   }
 }
 
-// On a CPU with AVX-512 VBMI, the FP6 and E4M3 formats take the table-lookup interleaved Q8
-// kernels (kernels/interleaved.h, lut6 / lut8); without it, the f32 shared-exponent kernels.
+// The FP6 and E4M3 formats take the table-lookup interleaved Q8 kernels (kernels/interleaved.h,
+// lut6 / lut8) at AVX-512 where the CPU has VBMI; FP6 also at AVX2 (vpshufb pieces); E4M3 and E5M2
+// elsewhere keep the f32 shared-exponent kernels.
 TEST(KernelDispatch, TableInterleavedKernelsWhereVbmiExists) {
-  if (kernels::MaxSupportedIsa() != Isa::kAvx512) GTEST_SKIP() << "no AVX-512 level on this CPU";
-  const std::pair<const char*, const char*> want[] = {
-      {"mxfp6_e2m3", "il16.6t."},   {"mxfp6_e3m2", "il16.6t2."}, {"fp6_e3m2_split", "il16.6t2."},
-      {"fp6_e2m3_split", "il16.6t."}, {"bm6", "il16.6t2."},      {"mxfp8_e4m3", "il16.8m3."},
-      {"bm8", "il16.8m3."}};
-  for (const auto& [spec, prefix] : want) {
-    const auto e = kernels::FindKernel(**ParseFormat(spec), Isa::kAvx512, kernels::ActPath::kDefault);
-    ASSERT_TRUE(e.has_value()) << spec;
-    if (kernels::CpuHasAvx512Vbmi()) {
+  if (kernels::MaxSupportedIsa() < Isa::kAvx2) GTEST_SKIP() << "no AVX2 level on this CPU";
+  const bool vbmi = kernels::CpuHasAvx512Vbmi();
+  const std::pair<const char*, const char*> fp6[] = {{"mxfp6_e2m3", "il16.6t."},
+                                                     {"mxfp6_e3m2", "il16.6t2."},
+                                                     {"fp6_e3m2_split", "il16.6t2."},
+                                                     {"fp6_e2m3_split", "il16.6t."},
+                                                     {"bm6", "il16.6t2."}};
+  for (const auto& [spec, prefix] : fp6) {
+    const FormatPtr f = *ParseFormat(spec);
+    const auto avx2 = kernels::FindKernel(*f, Isa::kAvx2, kernels::ActPath::kDefault);
+    ASSERT_TRUE(avx2.has_value()) << spec;
+    EXPECT_EQ(std::string(avx2->name).rfind(prefix, 0), 0u) << spec << ": " << avx2->name;
+    EXPECT_EQ(avx2->isa, Isa::kAvx2);
+    EXPECT_TRUE(avx2->wants_q8) << spec;
+    if (kernels::MaxSupportedIsa() == Isa::kAvx512) {
+      const auto e = kernels::FindKernel(*f, Isa::kAvx512, kernels::ActPath::kDefault);
+      ASSERT_TRUE(e.has_value()) << spec;
       EXPECT_EQ(std::string(e->name).rfind(prefix, 0), 0u) << spec << ": " << e->name;
-      EXPECT_TRUE(e->wants_q8) << spec;
-    } else {
-      EXPECT_EQ(std::string(e->name).rfind("se.", 0), 0u) << spec << ": " << e->name;
+      EXPECT_EQ(e->isa, vbmi ? Isa::kAvx512 : Isa::kAvx2) << spec;
     }
   }
-  // E5M2 magnitudes span 2^-16 .. 57344: no int32-safe integer grid, so the f32 kernel.
-  const auto e5 = kernels::FindKernel(**ParseFormat("mxfp8_e5m2"), Isa::kAvx512,
-                                      kernels::ActPath::kDefault);
-  ASSERT_TRUE(e5.has_value());
-  EXPECT_EQ(std::string(e5->name).rfind("se.", 0), 0u) << e5->name;
+  for (const char* spec : {"mxfp8_e4m3", "bm8", "mxfp8_e5m2"}) {
+    const FormatPtr f = *ParseFormat(spec);
+    const auto e = kernels::FindKernel(*f, kernels::MaxSupportedIsa(), kernels::ActPath::kDefault);
+    ASSERT_TRUE(e.has_value()) << spec;
+    // E5M2 magnitudes span 2^-16 .. 57344: no int32-safe integer grid, so always the f32 kernel.
+    const bool lut8 = vbmi && std::string(spec) != "mxfp8_e5m2";
+    EXPECT_EQ(std::string(e->name).rfind(lut8 ? "il16.8m3." : "se.", 0), 0u) << spec << ": " << e->name;
+  }
 }
 
 // An OCP E4M3 NaN code (S.1111.111) makes its row's output NaN in the lut8 kernel, as in the
