@@ -75,6 +75,9 @@ struct AqlmProgress {
   double fine_tune_val_before = 0.0, fine_tune_val_after = 0.0;
   double fine_tune_train_before = 0.0, fine_tune_train_after = 0.0;
   int fine_tune_best_step = 0;
+  // A calibration-sampling report (--calib self, before any layer): sequences sampled so far of
+  // calibration_total; -1 in every other report.
+  int64_t calibration_done = -1, calibration_total = 0;
 };
 using AqlmProgressFn = std::function<void(const AqlmProgress&)>;
 
@@ -84,6 +87,7 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
 
 // Self-sampled calibration sequences (step 1 above), exposed for tests and the CLI.
 Result<std::vector<std::vector<int32_t>>> SampleCalibration(const LlamaModel& model,
-                                                            const AqlmOptions& options);
+                                                            const AqlmOptions& options,
+                                                            const AqlmProgressFn& progress = nullptr);
 
 }  // namespace lowbit

@@ -3,6 +3,7 @@
 // the same format on held-out text.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -44,6 +45,32 @@ std::vector<const WeightView*> Linears(const LlamaModel& m) {
   for (const auto& l : m.layers)
     for (const WeightView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) v.push_back(w);
   return v;
+}
+
+// --calib self reports each sampled sequence (the CLI prints about 16 of these lines), in order,
+// with the total, and the sequences start with BOS and have the asked length.
+TEST(AqlmModel, SelfCalibrationReportsProgress) {
+  const std::string path = testing::SharedDataPath("stories260K/stories260K.gguf");
+  LOWBIT_REQUIRE_FILE(path);
+  auto loaded = LoadModelWithTokenizer(path);
+  ASSERT_TRUE(loaded.ok());
+  AqlmOptions o;
+  o.n_sequences = 3;
+  o.seq_len = 9;
+  o.bos = std::max(0, loaded->tokenizer->bos());
+  std::vector<int64_t> done;
+  auto calib = SampleCalibration(loaded->model, o, [&](const AqlmProgress& p) {
+    EXPECT_EQ(p.calibration_total, 3);
+    EXPECT_GE(p.eta_seconds, 0.0);
+    done.push_back(p.calibration_done);
+  });
+  ASSERT_TRUE(calib.ok()) << calib.status().message();
+  EXPECT_EQ(done, (std::vector<int64_t>{1, 2, 3}));
+  ASSERT_EQ(calib->size(), 3u);
+  for (const auto& seq : *calib) {
+    ASSERT_EQ(seq.size(), 9u);
+    EXPECT_EQ(seq[0], o.bos);
+  }
 }
 
 TEST(AqlmModel, CheckpointResumeGivesTheSameBytes) {

@@ -166,6 +166,15 @@ Result<LlamaModel> RunAqlm(const QuantizeCliOptions& o, const LoadedModel& loade
              a.seq_len);
   return QuantizeModelAqlm(loaded.model, a, [&](const AqlmProgress& p) {
     if (o.quiet) return;
+    if (p.calibration_done >= 0) {
+      // About 16 lines for the whole sampling.
+      const int64_t every = std::max<int64_t>(1, p.calibration_total / 16);
+      if (p.calibration_done % every == 0 || p.calibration_done == p.calibration_total) {
+        fmt::print(stderr, "[calibration] sampled {}/{} sequences, {:.0f} s, ETA {:.0f} s\n",
+                   p.calibration_done, p.calibration_total, p.elapsed_seconds, p.eta_seconds);
+      }
+      return;
+    }
     if (p.fine_tune) {
       fmt::print(stderr,
                  "[layer {}/{}] {:<24} block MSE val {:.4g} -> {:.4g}, train {:.4g} -> {:.4g} "

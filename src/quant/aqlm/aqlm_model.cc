@@ -132,7 +132,8 @@ std::vector<std::vector<uint8_t>> ReadCheckpoint(const std::string& path, uint64
 }  // namespace
 
 Result<std::vector<std::vector<int32_t>>> SampleCalibration(const LlamaModel& model,
-                                                            const AqlmOptions& o) {
+                                                            const AqlmOptions& o,
+                                                            const AqlmProgressFn& progress) {
   if (o.n_sequences <= 0 || o.seq_len < 2) {
     return InvalidArgument("aqlm calibration: n_sequences = " + std::to_string(o.n_sequences) +
                            ", seq_len = " + std::to_string(o.seq_len) + ", expected >= 1 and >= 2");
@@ -146,6 +147,7 @@ Result<std::vector<std::vector<int32_t>>> SampleCalibration(const LlamaModel& mo
   LlamaSession session(model, so);
   std::vector<std::vector<int32_t>> out;
   std::vector<float> logits;
+  const auto start = std::chrono::steady_clock::now();
   for (int64_t s = 0; s < o.n_sequences; ++s) {
     SamplerOptions sampler_options;
     sampler_options.temperature = 1.0f;
@@ -161,6 +163,15 @@ Result<std::vector<std::vector<int32_t>>> SampleCalibration(const LlamaModel& mo
       seq.push_back(sampler.Sample(logits));
     }
     out.push_back(std::move(seq));
+    if (progress) {
+      AqlmProgress p;
+      p.calibration_done = s + 1;
+      p.calibration_total = o.n_sequences;
+      p.elapsed_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      p.eta_seconds = p.elapsed_seconds / double(s + 1) * double(o.n_sequences - s - 1);
+      progress(p);
+    }
   }
   return out;
 }
@@ -177,7 +188,7 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
   const LlamaConfig& c = model.config;
   std::vector<std::vector<int32_t>> calib = o.calibration;
   if (calib.empty()) {
-    LOWBIT_ASSIGN_OR_RETURN(calib, SampleCalibration(model, o));
+    LOWBIT_ASSIGN_OR_RETURN(calib, SampleCalibration(model, o, progress));
   }
   const int64_t n_seq = static_cast<int64_t>(calib.size());
   const int64_t seq_len = static_cast<int64_t>(calib[0].size());
