@@ -11,6 +11,8 @@
 //     16 rows x 4 consecutive codes, one dword per row: exactly what vpdpbusd multiplies with a
 //     broadcast dword of 4 activations). With `lut`, the nibble is an index into lut16 (vpshufb):
 //     mxfp4's E2M1 values x 2 are the integers -12..12, c = 2 v + 12.
+//   * bits = 5: the 4-bit layout of c & 15, then 1 vector of 64 bytes of c >> 4: code vector v has
+//     its high bit in bit v of each byte.
 //   * bits = 6: the 4-bit layout of c & 15, then 2 vectors of 64 bytes of c >> 4: code vector v
 //     (elements 4v .. 4v + 3; v = 2j low nibbles, 2j + 1 high nibbles of vector j) has its 2 high
 //     bits in vector v / 4, bits 2 (v % 4) .. 2 (v % 4) + 1 of each byte.
@@ -53,7 +55,7 @@ inline constexpr int64_t kIlHeaderBytes = 1024;
 enum class IlScale : int32_t { kF16 = 0, kExp = 1 };
 
 struct IlDesc {
-  int32_t bits = 4;        // storage width of a code: 4, 6 or 8
+  int32_t bits = 4;        // storage width of a code: 4, 5, 6 or 8
   int32_t lut = 0;         // bits == 4: the nibble indexes lut16
   int32_t segs = 1;        // scale segments per unit of 32: 1 or 2 (blocks of 16)
   IlScale scale = IlScale::kF16;

@@ -235,7 +235,9 @@ RowRangeFn InterleavedAvx2Fn(const IlDesc& d) {
     IL_CASE(4, false, 1, IlScale::kF16, false, false)
     IL_CASE(4, false, 1, IlScale::kF16, false, true)
     IL_CASE(6, false, 1, IlScale::kF16, false, false)
+    IL_CASE(5, false, 1, IlScale::kF16, false, false)
     IL_CASE(6, false, 1, IlScale::kF16, false, true)
+    IL_CASE(5, false, 1, IlScale::kF16, false, true)
     return nullptr;
   }
   IL_CASE(4, true, 1, IlScale::kExp, false, false)
@@ -247,9 +249,13 @@ RowRangeFn InterleavedAvx2Fn(const IlDesc& d) {
   IL_CASE(4, false, 1, IlScale::kExp, true, false)
   IL_CASE(4, false, 2, IlScale::kExp, true, false)
   IL_CASE(6, false, 1, IlScale::kExp, true, false)
+  IL_CASE(5, false, 1, IlScale::kExp, true, false)
   IL_CASE(6, false, 2, IlScale::kExp, true, false)
+  IL_CASE(5, false, 2, IlScale::kExp, true, false)
   IL_CASE(6, false, 1, IlScale::kExp, false, false)
+  IL_CASE(5, false, 1, IlScale::kExp, false, false)
   IL_CASE(6, false, 2, IlScale::kExp, false, false)
+  IL_CASE(5, false, 2, IlScale::kExp, false, false)
 #undef IL_CASE
   return nullptr;
 }

@@ -66,8 +66,8 @@ std::optional<IlDesc> TraitsDescOf(FusedId id) {
   switch (id) {
     case FusedId::kQ4_0: return TraitsDesc<Q4_0Traits>(4);
     case FusedId::kQ4_1: return TraitsDesc<Q4_1Traits>(4);
-    case FusedId::kQ5_0: return TraitsDesc<Q5_0Traits>(6);
-    case FusedId::kQ5_1: return TraitsDesc<Q5_1Traits>(6);
+    case FusedId::kQ5_0: return TraitsDesc<Q5_0Traits>(5);
+    case FusedId::kQ5_1: return TraitsDesc<Q5_1Traits>(5);
     case FusedId::kQ8_0: return TraitsDesc<Q8_0Traits>(8);
     case FusedId::kInt4Sym: return TraitsDesc<IntTraits<4, false>>(4);
     case FusedId::kInt4Asym: return TraitsDesc<IntTraits<4, true>>(4);
@@ -166,7 +166,7 @@ bool ElementGrid(const float* raw, int bits, SeGrid* g) {
       for (int c = 0; c < 16; ++c) d.lut16[c] = static_cast<uint8_t>(c < n_codes ? g->v[c] + d.zero : d.zero);
     }
   } else if (bits <= 6) {
-    d.bits = 6;
+    d.bits = umax <= 31 ? 5 : 6;  // 5-bit codes (q5, bfp5, bm5...) keep a 1-bit plane only
     if (umax > 63) {
       if (bits != 6 || umax > 16 * 255 + 15) return false;
       d.lut6 = umax > 255 ? 2 : 1;
@@ -443,6 +443,11 @@ std::vector<uint8_t> InterleavedRepack(const Format& format, const uint8_t* pack
             for (int k = 0; k < 4; ++k)
               p[64 * j + 4 * i + k] =
                   static_cast<uint8_t>((e[8 * j + k] & 15) | ((e[8 * j + 4 + k] & 15) << 4));
+          if (d.bits == 5) {
+            for (int v = 0; v < 8; ++v)
+              for (int k = 0; k < 4; ++k)
+                p[256 + 4 * i + k] |= static_cast<uint8_t>(((e[4 * v + k] >> 4) & 1) << v);
+          }
           if (d.bits == 6) {
             for (int v = 0; v < 8; ++v)
               for (int k = 0; k < 4; ++k)

@@ -27,7 +27,8 @@ LOWBIT_SIMD_INLINE __m512i Bcast32(const int8_t* q) {
 
 // The 8 code vectors of one 16-row interleaved unit (vector v: elements 4v .. 4v + 3 of each row,
 // unsigned bytes): kBits = 8 reads them; 4 splits 4 vectors of nibbles (low nibble first),
-// mapped through the 16-byte `lut` when kLut; 6 adds bits 4..5 from the 2-bit planes at p + 256.
+// mapped through the 16-byte `lut` when kLut; 5 adds bit 4 from the 1-bit plane at p + 256, 6 adds
+// bits 4..5 from the 2-bit planes at p + 256.
 template <int kBits, bool kLut>
 LOWBIT_SIMD_INLINE void DecodeCodes(const uint8_t* p, __m512i lut, __m512i* cv) {
   if constexpr (kBits == 8) {
@@ -42,6 +43,16 @@ LOWBIT_SIMD_INLINE void DecodeCodes(const uint8_t* p, __m512i lut, __m512i* cv) 
         cv[2 * j] = _mm512_shuffle_epi8(lut, cv[2 * j]);
         cv[2 * j + 1] = _mm512_shuffle_epi8(lut, cv[2 * j + 1]);
       }
+    }
+    if constexpr (kBits == 5) {
+      // Bit v of each plane byte to bit 4 of code vector v (16-bit shifts by <= 4: the 0x10 mask
+      // drops every bit that crossed a byte).
+      const __m512i h = _mm512_loadu_si512(p + 256);
+      const __m512i m10 = _mm512_set1_epi8(0x10);
+      const __m512i s[8] = {_mm512_slli_epi16(h, 4), _mm512_slli_epi16(h, 3), _mm512_slli_epi16(h, 2),
+                           _mm512_slli_epi16(h, 1), h, _mm512_srli_epi16(h, 1),
+                           _mm512_srli_epi16(h, 2), _mm512_srli_epi16(h, 3)};
+      for (int v = 0; v < 8; ++v) cv[v] = _mm512_ternarylogic_epi32(cv[v], s[v], m10, 0xF8);
     }
     if constexpr (kBits == 6) {
       const __m512i m30 = _mm512_set1_epi8(0x30);
