@@ -69,6 +69,9 @@ struct IlDesc {
   float f16_unit = 1.0f;   // kF16 with lut6: the unit scale is the field * f16_unit (2^-shift)
   uint8_t lut64[64] = {};
   uint8_t lut64_hi[64] = {};
+  // Blocks of 32 per unit sharing one set of scale / min fields: 1, or 4 for int formats whose
+  // groups are >= 128 (int4_g128, row, tensor), so their fields cost what the format stores.
+  int32_t unit_blocks = 1;
   int32_t lut8 = 0;        // bits == 8: byte tables of the magnitude (0: codes are c - zero)
   uint8_t lut128[3][128] = {};
 
@@ -87,7 +90,7 @@ struct IlDesc {
 
   int64_t CodeBytes() const { return 64 * bits; }
   int64_t UnitBytes() const {
-    return CodeBytes() + segs * 16 * (scale == IlScale::kF16 ? 2 : 1) + (has_min ? 32 : 0);
+    return unit_blocks * CodeBytes() + segs * 16 * (scale == IlScale::kF16 ? 2 : 1) + (has_min ? 32 : 0);
   }
 };
 

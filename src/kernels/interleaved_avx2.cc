@@ -74,7 +74,8 @@ struct IlCtx {
 };
 
 // Rows 8h .. 8h + 7 of group g, tokens [t0, t0 + T).
-template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin, int T>
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin, int kUB,
+          int T>
 IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
   const MatmulArgs& a = *c.a;
   const IlDesc& d = *c.d;
@@ -98,8 +99,19 @@ IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
   for (int64_t u = 0; u < c.units; ++u, p += c.unit_bytes) {
     _mm_prefetch(reinterpret_cast<const char*>(p + 8 * c.unit_bytes + 32 * h), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(p + 8 * c.unit_bytes + 32 * h + 128), _MM_HINT_T0);
+    // One set of scale (and min) fields for the unit's kUB blocks of 32.
+    __m256 s[kSegs];
+    LoadScales<kSegs, kScale, kSigned, kLut6>(p + kUB * kCodeBytes + fh, d, s);
+    [[maybe_unused]] __m256 mn;
+    if constexpr (kMin) {
+      mn = _mm256_cvtph_ps(_mm_loadu_si128(
+          reinterpret_cast<const __m128i*>(p + kUB * kCodeBytes + kScaleBytes + 16 * h)));
+    }
+    // The last unit of a row may hold fewer than kUB blocks of activations.
+    const int64_t n_sub = kUB == 1 ? 1 : std::min<int64_t>(kUB, bpr - u * kUB);
+    for (int64_t k = 0; k < n_sub; ++k) {
     __m256i cv[8];
-    DecodeCodes<kBits, kLut>(p + 32 * h, lut, cv);
+    DecodeCodes<kBits, kLut>(p + k * kCodeBytes + 32 * h, lut, cv);
     [[maybe_unused]] __m256i ch[8];
     if constexpr (kLut6 != 0) {
       for (int v = 0; v < 8; ++v) {
@@ -107,15 +119,8 @@ IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
         cv[v] = Lookup64(cv[v], tl);
       }
     }
-    __m256 s[kSegs];
-    LoadScales<kSegs, kScale, kSigned, kLut6>(p + kCodeBytes + fh, d, s);
-    [[maybe_unused]] __m256 mn;
-    if constexpr (kMin) {
-      mn = _mm256_cvtph_ps(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kCodeBytes + kScaleBytes + 16 * h)));
-    }
     for (int t = 0; t < T; ++t) {
-      const Q8Block32& b = a.x_q8->blocks[static_cast<size_t>((t0 + t) * bpr + u)];
+      const Q8Block32& b = a.x_q8->blocks[static_cast<size_t>((t0 + t) * bpr + u * kUB + k)];
       const __m256 dx = _mm256_set1_ps(b.d);
       if constexpr (kSegs == 1) {
         __m256i i0 = _mm256_set1_epi32(-d.zero * b.sum), i1 = _mm256_setzero_si256();
@@ -157,11 +162,13 @@ IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
         acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(static_cast<float>(b.sum) * b.d), mn, acc[t]);
       }
     }
+    }  // k
   }
   for (int t = 0; t < T; ++t) out[t] = acc[t];
 }
 
-template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin>
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
+          int kUB = 1>
 void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
   IlHeader hd;
   std::memcpy(&hd, a.w, sizeof hd);
@@ -183,13 +190,13 @@ void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
     int64_t t = 0;
     for (; t + 2 <= a.n_tokens; t += 2) {
       __m256 out[2];
-      Half<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, 2>(c, g, h, t, out);
+      Half<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, kUB, 2>(c, g, h, t, out);
       store(out[0], t);
       store(out[1], t + 1);
     }
     for (; t < a.n_tokens; ++t) {
       __m256 out[1];
-      Half<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, 1>(c, g, h, t, out);
+      Half<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, kUB, 1>(c, g, h, t, out);
       store(out[0], t);
     }
   }
@@ -228,6 +235,12 @@ RowRangeFn InterleavedAvx2Fn(const IlDesc& d) {
   }
   const bool sg = d.exp_signed != 0;
   const bool mn = d.has_min != 0;
+  if (d.unit_blocks == 4) {  // int groups of >= 128: fp16 fields once per 4 blocks
+    if (d.scale != IlScale::kF16 || d.segs != 1 || d.lut != 0 || d.lut6 != 0) return nullptr;
+    if (d.bits == 4) return d.has_min ? &Run<4, false, 0, 1, IlScale::kF16, false, true, 4>
+                                      : &Run<4, false, 0, 1, IlScale::kF16, false, false, 4>;
+    return nullptr;
+  }
 #define IL_CASE(B, L, S, K, SG, M)                                                      \
   if (d.bits == B && (d.lut != 0) == L && d.segs == S && d.scale == K && sg == SG && mn == M) \
     return &Run<B, L, 0, S, K, SG, M>;

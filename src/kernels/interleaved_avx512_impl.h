@@ -52,6 +52,7 @@ IL_INLINE void LoadScales(const uint8_t* p, const IlDesc& d, __m512* s) {
 
 struct IlCtx {
   const MatmulArgs* a;
+  int64_t blocks;  // Q8 blocks of 32 per token
   const IlDesc* d;
   const uint8_t* base;  // group 0
   int64_t units;
@@ -61,7 +62,8 @@ struct IlCtx {
 };
 
 // The outputs of group g for tokens [t0, t0 + T).
-template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin, int T>
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin, int kUB,
+          int T>
 IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
   const MatmulArgs& a = *c.a;
   const IlDesc& d = *c.d;
@@ -87,8 +89,19 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
       const char* ahead = reinterpret_cast<const char*>(p + kIlPrefetchUnits * c.unit_bytes);
       for (int64_t line = 0; line < c.unit_bytes; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
     }
+    // One set of scale (and min) fields for the unit's kUB blocks of 32.
+    __m512 s[kSegs];
+    LoadScales<kSegs, kScale, kSigned, kLut6>(p + kUB * kCodeBytes, d, s);
+    [[maybe_unused]] __m512 mn;
+    if constexpr (kMin) {
+      mn = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + kUB * kCodeBytes + kScaleBytes)));
+    }
+    // The last unit of a row may hold fewer than kUB blocks of activations.
+    const int64_t n_sub = kUB == 1 ? 1 : std::min<int64_t>(kUB, c.blocks - u * kUB);
+    for (int64_t k = 0; k < n_sub; ++k) {
     __m512i cv[8];
-    DecodeCodes<kBits, kLut>(p, lut, cv);
+    DecodeCodes<kBits, kLut>(p + k * kCodeBytes, lut, cv);
     // lut6: the 6-bit codes through the 64-byte tables (vpermb ignores index bits 6..7).
     [[maybe_unused]] __m512i ch[8];
     if constexpr (kLut6 != 0) {
@@ -97,15 +110,8 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
         cv[v] = _mm512_permutexvar_epi8(cv[v], lut_lo);
       }
     }
-    __m512 s[kSegs];
-    LoadScales<kSegs, kScale, kSigned, kLut6>(p + kCodeBytes, d, s);
-    [[maybe_unused]] __m512 mn;
-    if constexpr (kMin) {
-      mn = _mm512_cvtph_ps(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + kCodeBytes + kScaleBytes)));
-    }
     for (int t = 0; t < T; ++t) {
-      const Q8Block32& b = xb[t][u];
+      const Q8Block32& b = xb[t][u * kUB + k];
       const __m512 dx = _mm512_set1_ps(b.d);
       if constexpr (kSegs == 1) {
         // Two chains of 4 vpdpbusd, then one add (all exact int32).
@@ -149,6 +155,7 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
         acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(static_cast<float>(b.sum) * b.d), mn, acc[t]);
       }
     }
+    }  // k
   }
   for (int t = 0; t < T; ++t) out[t] = acc[t];
 }
@@ -215,11 +222,11 @@ struct Lut8Group {
   }
 };
 
-template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin>
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin, int kUB>
 struct PlainGroup {
   template <int T>
   IL_INLINE static void Run(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
-    Group<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, T>(c, g, t0, out);
+    Group<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, kUB, T>(c, g, t0, out);
   }
 };
 
@@ -228,7 +235,7 @@ template <class G, int kSegs>
 void RunGroups(const MatmulArgs& a, int64_t r0, int64_t r1) {
   IlHeader h;
   std::memcpy(&h, a.w, sizeof h);
-  IlCtx c{&a, &h.desc, a.w + kIlHeaderBytes, h.units, h.desc.UnitBytes(), nullptr, 0};
+  IlCtx c{&a, a.x_q8->blocks_per_row, &h.desc, a.w + kIlHeaderBytes, h.units, h.desc.UnitBytes(), nullptr, 0};
   thread_local std::vector<int32_t> half_sums;
   if constexpr (kSegs == 2) {
     IlHalfSums(*a.x_q8, 0, a.n_tokens, &half_sums);
@@ -260,9 +267,10 @@ void RunGroups(const MatmulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
-template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin>
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
+          int kUB = 1>
 void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
-  RunGroups<PlainGroup<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin>, kSegs>(a, r0, r1);
+  RunGroups<PlainGroup<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, kUB>, kSegs>(a, r0, r1);
 }
 
 template <int kParts, int kSegs, bool kSigned>

@@ -77,6 +77,16 @@ std::optional<IlDesc> TraitsDescOf(FusedId id) {
   }
 }
 
+// The traits formats' layout; int formats whose fields are shared by >= 128 elements (group a
+// multiple of 128, row, tensor) store one set of fields per 4 blocks (IlDesc::unit_blocks).
+std::optional<IlDesc> TraitsDescFor(const Format& f, FusedId id) {
+  std::optional<IlDesc> d = TraitsDescOf(id);
+  if (d && f.family() == "int" && (f.block_size() <= 0 || f.block_size() % (4 * kUnit) == 0)) {
+    d->unit_blocks = 4;
+  }
+  return d;
+}
+
 // Shared-exponent formats: the integer grid and the exponent rule (file comment).
 struct SeGrid {
   IlDesc desc;
@@ -376,7 +386,7 @@ RowFn Fp6SplitRowFn(const Format& f, const uint8_t* packed, int64_t rows, int64_
 
 std::optional<IlDesc> InterleavedDescFor(const Format& format) {
   const FusedId id = TraitsIdOf(format);
-  if (id != FusedId::kCount) return TraitsDescOf(id);
+  if (id != FusedId::kCount) return TraitsDescFor(format, id);
   if (IsGgufMxfp4(format)) return GgufMxfp4Desc();
   if (std::optional<SeGrid> g = SeGridOf(format)) return g->desc;
   if (std::optional<SeGrid> g = Fp6SplitGridOf(format)) return g->desc;
@@ -390,7 +400,7 @@ std::vector<uint8_t> InterleavedRepack(const Format& format, const uint8_t* pack
   const FusedId id = TraitsIdOf(format);
   std::optional<SeGrid> grid;
   if (id != FusedId::kCount) {
-    d = *TraitsDescOf(id);
+    d = *TraitsDescFor(format, id);
     row_fn = TraitsRowFnOf(id, format, packed, cols);
   } else if (IsGgufMxfp4(format)) {
     d = GgufMxfp4Desc();
@@ -404,60 +414,69 @@ std::vector<uint8_t> InterleavedRepack(const Format& format, const uint8_t* pack
     d = grid->desc;
     row_fn = Fp6SplitRowFn(format, packed, rows, cols);
   }
-  const int64_t units = (cols + kUnit - 1) / kUnit;
+  const int64_t ub = d.unit_blocks;
+  const int64_t units = (cols + ub * kUnit - 1) / (ub * kUnit);
+  const int64_t blocks = units * ub;  // per row, the last unit's missing blocks padded
   const int64_t groups = (rows + kIlRows - 1) / kIlRows;
   const int64_t unit_bytes = d.UnitBytes();
   std::vector<uint8_t> out(static_cast<size_t>(kIlHeaderBytes + groups * units * unit_bytes), 0);
   IlHeader h{d, rows, cols, units, groups};
   std::memcpy(out.data(), &h, sizeof h);
-  // Padding rows: zero weights (code = zero, or the LUT entry that maps to it), scale 0 / 2^0.
+  // Padding rows and blocks: zero weights (code = zero, or the LUT entry that maps to it), scale
+  // 0 / 2^0.
   const uint8_t pad_code = PadCode(d);
   const uint16_t pad_scale =
       d.scale == IlScale::kF16 ? 0 : static_cast<uint16_t>((d.bias + 256) & 0xFF);
-  std::vector<uint8_t> c(static_cast<size_t>(kIlRows * units * 32));
-  std::vector<uint16_t> sc(static_cast<size_t>(kIlRows * units * d.segs));
-  std::vector<uint16_t> mn(static_cast<size_t>(kIlRows * units));
+  const int64_t real_blocks = (cols + kUnit - 1) / kUnit;
+  std::vector<uint8_t> c(static_cast<size_t>(kIlRows * blocks * 32));
+  std::vector<uint16_t> sc(static_cast<size_t>(kIlRows * blocks * d.segs));
+  std::vector<uint16_t> mn(static_cast<size_t>(kIlRows * blocks));
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t i = 0; i < kIlRows; ++i) {
       const int64_t r = g * kIlRows + i;
-      uint8_t* ci = c.data() + i * units * 32;
-      uint16_t* si = sc.data() + i * units * d.segs;
-      uint16_t* mi = mn.data() + i * units;
-      if (r < rows) {
-        row_fn(r, ci, si, mi);
-      } else {
-        std::memset(ci, pad_code, static_cast<size_t>(units * 32));
-        for (int64_t k = 0; k < units * d.segs; ++k) si[k] = pad_scale;
-        for (int64_t k = 0; k < units; ++k) mi[k] = 0;
+      uint8_t* ci = c.data() + i * blocks * 32;
+      uint16_t* si = sc.data() + i * blocks * d.segs;
+      uint16_t* mi = mn.data() + i * blocks;
+      std::memset(ci, pad_code, static_cast<size_t>(blocks * 32));
+      for (int64_t k = 0; k < blocks * d.segs; ++k) si[k] = pad_scale;
+      for (int64_t k = 0; k < blocks; ++k) mi[k] = 0;
+      if (r < rows) row_fn(r, ci, si, mi);
+      // A unit of several blocks keeps its first block's fields: the format shares them.
+      for (int64_t b = 0; b < real_blocks && ub > 1 && r < rows; ++b) {
+        LOWBIT_CHECK(si[b] == si[b - b % ub] && mi[b] == mi[b - b % ub]);
       }
     }
     for (int64_t u = 0; u < units; ++u) {
-      uint8_t* p = out.data() + kIlHeaderBytes + (g * units + u) * unit_bytes;
+      uint8_t* p0 = out.data() + kIlHeaderBytes + (g * units + u) * unit_bytes;
       for (int64_t i = 0; i < kIlRows; ++i) {
-        const uint8_t* e = c.data() + i * units * 32 + u * 32;  // the unit's 32 codes of row i
-        if (d.bits == 8) {
-          for (int j = 0; j < 8; ++j)
-            for (int k = 0; k < 4; ++k) p[64 * j + 4 * i + k] = e[4 * j + k];
-        } else {
+        for (int64_t k = 0; k < ub; ++k) {
+          uint8_t* p = p0 + k * d.CodeBytes();
+          const uint8_t* e = c.data() + i * blocks * 32 + (u * ub + k) * 32;  // row i's 32 codes
+          if (d.bits == 8) {
+            for (int j = 0; j < 8; ++j)
+              for (int q = 0; q < 4; ++q) p[64 * j + 4 * i + q] = e[4 * j + q];
+            continue;
+          }
           for (int j = 0; j < 4; ++j)
-            for (int k = 0; k < 4; ++k)
-              p[64 * j + 4 * i + k] =
-                  static_cast<uint8_t>((e[8 * j + k] & 15) | ((e[8 * j + 4 + k] & 15) << 4));
+            for (int q = 0; q < 4; ++q)
+              p[64 * j + 4 * i + q] =
+                  static_cast<uint8_t>((e[8 * j + q] & 15) | ((e[8 * j + 4 + q] & 15) << 4));
           if (d.bits == 5) {
             for (int v = 0; v < 8; ++v)
-              for (int k = 0; k < 4; ++k)
-                p[256 + 4 * i + k] |= static_cast<uint8_t>(((e[4 * v + k] >> 4) & 1) << v);
+              for (int q = 0; q < 4; ++q)
+                p[256 + 4 * i + q] |= static_cast<uint8_t>(((e[4 * v + q] >> 4) & 1) << v);
           }
           if (d.bits == 6) {
             for (int v = 0; v < 8; ++v)
-              for (int k = 0; k < 4; ++k)
-                p[256 + 64 * (v / 4) + 4 * i + k] |=
-                    static_cast<uint8_t>(((e[4 * v + k] >> 4) & 3) << (2 * (v % 4)));
+              for (int q = 0; q < 4; ++q)
+                p[256 + 64 * (v / 4) + 4 * i + q] |=
+                    static_cast<uint8_t>(((e[4 * v + q] >> 4) & 3) << (2 * (v % 4)));
           }
         }
-        uint8_t* s = p + d.CodeBytes();
+        const int64_t b0 = u * ub;  // the unit's first block: its fields serve the unit
+        uint8_t* s = p0 + ub * d.CodeBytes();
         for (int seg = 0; seg < d.segs; ++seg) {
-          const uint16_t field = sc[static_cast<size_t>(i * units * d.segs + u * d.segs + seg)];
+          const uint16_t field = sc[static_cast<size_t>(i * blocks * d.segs + b0 * d.segs + seg)];
           if (d.scale == IlScale::kF16) {
             s[32 * seg + 2 * i] = static_cast<uint8_t>(field);
             s[32 * seg + 2 * i + 1] = static_cast<uint8_t>(field >> 8);
@@ -467,7 +486,7 @@ std::vector<uint8_t> InterleavedRepack(const Format& format, const uint8_t* pack
         }
         if (d.has_min) {
           uint8_t* m = s + d.segs * 16 * (d.scale == IlScale::kF16 ? 2 : 1);
-          const uint16_t field = mn[static_cast<size_t>(i * units + u)];
+          const uint16_t field = mn[static_cast<size_t>(i * blocks + b0)];
           m[2 * i] = static_cast<uint8_t>(field);
           m[2 * i + 1] = static_cast<uint8_t>(field >> 8);
         }
@@ -501,10 +520,12 @@ std::optional<KernelEntry> LookupInterleavedKernel(const Format& format, Isa isa
     RowRangeFn fn = at == Isa::kAvx512 ? InterleavedAvx512Fn(*d) : InterleavedAvx2Fn(*d);
     if (fn == nullptr && at == Isa::kAvx512 && CpuHasAvx512Vbmi()) fn = InterleavedVbmiFn(*d);
     if (fn == nullptr) continue;
-    // "il16.<bits>[l|t|t2|m<parts>].<f16|exp[s]>.s<segs>[.min].<isa>.q8", kept for the process's lifetime.
+    // "il16.<bits>[l|t|t2|m<parts>][u4].<f16|exp[s]>.s<segs>[.min].<isa>.q8", kept for the
+    // process's lifetime.
     std::string name = "il16." + std::to_string(d->bits) + (d->lut ? "l" : "") +
                        (d->lut6 == 1 ? "t" : d->lut6 == 2 ? "t2" : "") +
                        (d->lut8 == 2 ? "m2" : d->lut8 == 3 ? "m3" : "") +
+                       (d->unit_blocks == 4 ? "u4" : "") +
                        (d->scale == IlScale::kF16 ? ".f16" : (d->exp_signed ? ".exps" : ".exp")) +
                        ".s" + std::to_string(d->segs) + (d->has_min ? ".min" : "") + "." +
                        IsaName(at) + ".q8";

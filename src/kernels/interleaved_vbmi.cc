@@ -6,6 +6,7 @@
 namespace lowbit::kernels {
 
 RowRangeFn InterleavedVbmiFn(const IlDesc& d) {
+  if (d.unit_blocks != 1) return nullptr;
   if (d.bits == 8 && d.lut8 != 0 && d.scale == IlScale::kExp && d.has_min == 0 && d.zero == 0) {
     const bool sg = d.exp_signed != 0;
 #define IL8_CASE(P, S, SG) \
