@@ -27,15 +27,17 @@
 //     the P int32 sums combine exactly (|v| * 127 * 32 < 2^31 is checked at repack). A block
 //     holding a NaN code gets the NaN scale byte, so its rows come out NaN as the reference's.
 //   * scale kF16: the format's own fp16 field (one per unit; fp6split: the row's scale in every
-//     unit, times f16_unit = 2^-shift, the element grid's denominator, applied in f32); kExp: the block's shared byte b,
-//     scale = 2^(b - bias) (b read signed when exp_signed), NaN where b == nan_byte. The exponent
-//     folds in the element's power-of-two denominator (mxfp4: 2^-1), so it is exact.
+//     unit, times f16_unit = 2^-shift, the element grid's denominator, applied in f32); kExp: the
+//     block's shared byte b, scale = 2^(b - bias) (b read signed when exp_signed), NaN where b ==
+//     nan_byte. The exponent folds in the element's power-of-two denominator (mxfp4: 2^-1), so it
+//     is exact.
 // Rows past the matrix are zero codes (c = zero) with scale 0 / 2^0; their outputs are not stored.
 //
 // Per output lane (row) and token, in unit order:
 //   isum = sum_k c_k q_k - zero * sum_k q_k  (int32, exact: vpdpbusd / pmaddubsw+pmaddwd)
 //   acc = fma(float(isum) * d_x, scale_seg, acc)        once per segment (16 or 32 elements)
-//   acc = fma(float(xsum) * d_x, min, acc)              formats with a min (KernelEntry::splits_offset)
+//   acc = fma(float(xsum) * d_x, min, acc)              formats with a min
+//   (KernelEntry::splits_offset)
 // y = acc (no horizontal reduction: a lane is a row). Every token runs the same operations alone
 // or in a batch, and every row the same operations in any group split, so results do not depend
 // on the thread count or the batch size.
@@ -55,9 +57,9 @@ inline constexpr int64_t kIlHeaderBytes = 1024;
 enum class IlScale : int32_t { kF16 = 0, kExp = 1 };
 
 struct IlDesc {
-  int32_t bits = 4;        // storage width of a code: 4, 5, 6 or 8
-  int32_t lut = 0;         // bits == 4: the nibble indexes lut16
-  int32_t segs = 1;        // scale segments per unit of 32: 1 or 2 (blocks of 16)
+  int32_t bits = 4;  // storage width of a code: 4, 5, 6 or 8
+  int32_t lut = 0;   // bits == 4: the nibble indexes lut16
+  int32_t segs = 1;  // scale segments per unit of 32: 1 or 2 (blocks of 16)
   IlScale scale = IlScale::kF16;
   int32_t exp_signed = 0;  // kExp: the shared byte is an int8
   int32_t has_min = 0;     // fp16 min per unit (q4_1, q5_1, int asym)
@@ -65,14 +67,14 @@ struct IlDesc {
   int32_t bias = 0;        // kExp: scale = 2^(b - bias)
   int32_t nan_byte = -1;   // kExp: b == nan_byte -> NaN scale (mx E8M0 0xFF)
   uint8_t lut16[16] = {};
-  int32_t lut6 = 0;        // bits == 6: 0 none, 1 one table, 2 lo + 16 * hi tables (file comment)
-  float f16_unit = 1.0f;   // kF16 with lut6: the unit scale is the field * f16_unit (2^-shift)
+  int32_t lut6 = 0;       // bits == 6: 0 none, 1 one table, 2 lo + 16 * hi tables (file comment)
+  float f16_unit = 1.0f;  // kF16 with lut6: the unit scale is the field * f16_unit (2^-shift)
   uint8_t lut64[64] = {};
   uint8_t lut64_hi[64] = {};
   // Blocks of 32 per unit sharing one set of scale / min fields: 1, or 4 for int formats whose
   // groups are >= 128 (int4_g128, row, tensor), so their fields cost what the format stores.
   int32_t unit_blocks = 1;
-  int32_t lut8 = 0;        // bits == 8: byte tables of the magnitude (0: codes are c - zero)
+  int32_t lut8 = 0;  // bits == 8: byte tables of the magnitude (0: codes are c - zero)
   uint8_t lut128[3][128] = {};
 
   // The integer weight (before the scale) of code c; rows past the matrix use a code giving 0.
@@ -90,7 +92,8 @@ struct IlDesc {
 
   int64_t CodeBytes() const { return 64 * bits; }
   int64_t UnitBytes() const {
-    return unit_blocks * CodeBytes() + segs * 16 * (scale == IlScale::kF16 ? 2 : 1) + (has_min ? 32 : 0);
+    return unit_blocks * CodeBytes() + segs * 16 * (scale == IlScale::kF16 ? 2 : 1) +
+           (has_min ? 32 : 0);
   }
 };
 

@@ -5,14 +5,13 @@
 // table, the FP6 lut6 tables through four vpshufb pieces); 8-bit codes keep the per-row kernels of
 // loops_avx2.h. Same operations per lane as the
 // AVX-512 level (interleaved.h), so both give the same bits.
-#include "kernels/simd_avx2.h"
-
 #include <algorithm>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include "kernels/interleaved.h"
+#include "kernels/simd_avx2.h"
 
 namespace lowbit::kernels {
 namespace {
@@ -52,10 +51,13 @@ IL_INLINE void LoadScales(const uint8_t* p, const IlDesc& d, __m256* s) {
       // (normal) times 2^-64 (exact: the product is the representable subnormal 2^e).
       const __m256i lowe = _mm256_cmpgt_epi32(_mm256_set1_epi32(-126), e);
       const __m256i e2 = _mm256_add_epi32(e, _mm256_and_si256(lowe, _mm256_set1_epi32(64)));
-      __m256 v = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, _mm256_set1_epi32(127)), 23));
-      v = _mm256_blendv_ps(v, _mm256_mul_ps(v, _mm256_set1_ps(0x1p-64f)), _mm256_castsi256_ps(lowe));
+      __m256 v =
+          _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, _mm256_set1_epi32(127)), 23));
+      v = _mm256_blendv_ps(v, _mm256_mul_ps(v, _mm256_set1_ps(0x1p-64f)),
+                           _mm256_castsi256_ps(lowe));
       if (d.nan_byte >= 0) {
-        const __m256i nan = _mm256_cmpeq_epi32(_mm256_cvtepu8_epi32(b), _mm256_set1_epi32(d.nan_byte));
+        const __m256i nan =
+            _mm256_cmpeq_epi32(_mm256_cvtepu8_epi32(b), _mm256_set1_epi32(d.nan_byte));
         v = _mm256_blendv_ps(v, _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN()),
                              _mm256_castsi256_ps(nan));
       }
@@ -74,19 +76,21 @@ struct IlCtx {
 };
 
 // Rows 8h .. 8h + 7 of group g, tokens [t0, t0 + T).
-template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin, int kUB,
-          int T>
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
+          int kUB, int T>
 IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
   const MatmulArgs& a = *c.a;
   const IlDesc& d = *c.d;
-  const __m256i lut = kLut ? _mm256_broadcastsi128_si256(_mm_loadu_si128(
-                                 reinterpret_cast<const __m128i*>(d.lut16)))
-                           : _mm256_setzero_si256();
+  const __m256i lut =
+      kLut ? _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d.lut16)))
+           : _mm256_setzero_si256();
   [[maybe_unused]] __m256i tl[4], th[4];
   if constexpr (kLut6 != 0) {
     for (int k = 0; k < 4; ++k) {
-      tl[k] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d.lut64 + 16 * k)));
-      th[k] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d.lut64_hi + 16 * k)));
+      tl[k] = _mm256_broadcastsi128_si256(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(d.lut64 + 16 * k)));
+      th[k] = _mm256_broadcastsi128_si256(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(d.lut64_hi + 16 * k)));
     }
   }
   const int64_t bpr = a.x_q8->blocks_per_row;
@@ -110,58 +114,58 @@ IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
     // The last unit of a row may hold fewer than kUB blocks of activations.
     const int64_t n_sub = kUB == 1 ? 1 : std::min<int64_t>(kUB, bpr - u * kUB);
     for (int64_t k = 0; k < n_sub; ++k) {
-    __m256i cv[8];
-    DecodeCodes<kBits, kLut>(p + k * kCodeBytes + 32 * h, lut, cv);
-    [[maybe_unused]] __m256i ch[8];
-    if constexpr (kLut6 != 0) {
-      for (int v = 0; v < 8; ++v) {
-        if constexpr (kLut6 == 2) ch[v] = Lookup64(cv[v], th);
-        cv[v] = Lookup64(cv[v], tl);
-      }
-    }
-    for (int t = 0; t < T; ++t) {
-      const Q8Block32& b = a.x_q8->blocks[static_cast<size_t>((t0 + t) * bpr + u * kUB + k)];
-      const __m256 dx = _mm256_set1_ps(b.d);
-      if constexpr (kSegs == 1) {
-        __m256i i0 = _mm256_set1_epi32(-d.zero * b.sum), i1 = _mm256_setzero_si256();
-        for (int v = 0; v < 8; v += 2) {
-          i0 = _mm256_add_epi32(i0, Dot4(cv[v], b.q + 4 * v));
-          i1 = _mm256_add_epi32(i1, Dot4(cv[v + 1], b.q + 4 * v + 4));
+      __m256i cv[8];
+      DecodeCodes<kBits, kLut>(p + k * kCodeBytes + 32 * h, lut, cv);
+      [[maybe_unused]] __m256i ch[8];
+      if constexpr (kLut6 != 0) {
+        for (int v = 0; v < 8; ++v) {
+          if constexpr (kLut6 == 2) ch[v] = Lookup64(cv[v], th);
+          cv[v] = Lookup64(cv[v], tl);
         }
-        if constexpr (kLut6 == 2) {  // + 16 * sum hi * q (interleaved.h), exact
-          __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+      }
+      for (int t = 0; t < T; ++t) {
+        const Q8Block32& b = a.x_q8->blocks[static_cast<size_t>((t0 + t) * bpr + u * kUB + k)];
+        const __m256 dx = _mm256_set1_ps(b.d);
+        if constexpr (kSegs == 1) {
+          __m256i i0 = _mm256_set1_epi32(-d.zero * b.sum), i1 = _mm256_setzero_si256();
           for (int v = 0; v < 8; v += 2) {
-            h0 = _mm256_add_epi32(h0, Dot4(ch[v], b.q + 4 * v));
-            h1 = _mm256_add_epi32(h1, Dot4(ch[v + 1], b.q + 4 * v + 4));
+            i0 = _mm256_add_epi32(i0, Dot4(cv[v], b.q + 4 * v));
+            i1 = _mm256_add_epi32(i1, Dot4(cv[v + 1], b.q + 4 * v + 4));
           }
-          i1 = _mm256_add_epi32(i1, _mm256_slli_epi32(_mm256_add_epi32(h0, h1), 4));
-        }
-        const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), dx);
-        acc[t] = _mm256_fmadd_ps(f, s[0], acc[t]);
-      } else {
-        const int32_t* hs = c.half_sums + ((t0 + t) * c.units + u) * 2;
-        __m256i i0 = _mm256_set1_epi32(-d.zero * hs[0]);
-        __m256i i1 = _mm256_set1_epi32(-d.zero * hs[1]);
-        for (int v = 0; v < 4; ++v) {
-          i0 = _mm256_add_epi32(i0, Dot4(cv[v], b.q + 4 * v));
-          i1 = _mm256_add_epi32(i1, Dot4(cv[v + 4], b.q + 16 + 4 * v));
-        }
-        if constexpr (kLut6 == 2) {
-          __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+          if constexpr (kLut6 == 2) {  // + 16 * sum hi * q (interleaved.h), exact
+            __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+            for (int v = 0; v < 8; v += 2) {
+              h0 = _mm256_add_epi32(h0, Dot4(ch[v], b.q + 4 * v));
+              h1 = _mm256_add_epi32(h1, Dot4(ch[v + 1], b.q + 4 * v + 4));
+            }
+            i1 = _mm256_add_epi32(i1, _mm256_slli_epi32(_mm256_add_epi32(h0, h1), 4));
+          }
+          const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), dx);
+          acc[t] = _mm256_fmadd_ps(f, s[0], acc[t]);
+        } else {
+          const int32_t* hs = c.half_sums + ((t0 + t) * c.units + u) * 2;
+          __m256i i0 = _mm256_set1_epi32(-d.zero * hs[0]);
+          __m256i i1 = _mm256_set1_epi32(-d.zero * hs[1]);
           for (int v = 0; v < 4; ++v) {
-            h0 = _mm256_add_epi32(h0, Dot4(ch[v], b.q + 4 * v));
-            h1 = _mm256_add_epi32(h1, Dot4(ch[v + 4], b.q + 16 + 4 * v));
+            i0 = _mm256_add_epi32(i0, Dot4(cv[v], b.q + 4 * v));
+            i1 = _mm256_add_epi32(i1, Dot4(cv[v + 4], b.q + 16 + 4 * v));
           }
-          i0 = _mm256_add_epi32(i0, _mm256_slli_epi32(h0, 4));
-          i1 = _mm256_add_epi32(i1, _mm256_slli_epi32(h1, 4));
+          if constexpr (kLut6 == 2) {
+            __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+            for (int v = 0; v < 4; ++v) {
+              h0 = _mm256_add_epi32(h0, Dot4(ch[v], b.q + 4 * v));
+              h1 = _mm256_add_epi32(h1, Dot4(ch[v + 4], b.q + 16 + 4 * v));
+            }
+            i0 = _mm256_add_epi32(i0, _mm256_slli_epi32(h0, 4));
+            i1 = _mm256_add_epi32(i1, _mm256_slli_epi32(h1, 4));
+          }
+          acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i0), dx), s[0], acc[t]);
+          acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i1), dx), s[1], acc[t]);
         }
-        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i0), dx), s[0], acc[t]);
-        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i1), dx), s[1], acc[t]);
+        if constexpr (kMin) {
+          acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(static_cast<float>(b.sum) * b.d), mn, acc[t]);
+        }
       }
-      if constexpr (kMin) {
-        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(static_cast<float>(b.sum) * b.d), mn, acc[t]);
-      }
-    }
     }  // k
   }
   for (int t = 0; t < T; ++t) out[t] = acc[t];
@@ -213,8 +217,9 @@ RowRangeFn InterleavedAvx2Fn(const IlDesc& d) {
     }
     if (d.has_min != 0 || d.lut != 0) return nullptr;
     const bool sg6 = d.exp_signed != 0;
-#define IL6_CASE(L6, S, K, SG) \
-  if (d.lut6 == L6 && d.segs == S && d.scale == K && sg6 == SG) return &Run<6, false, L6, S, K, SG, false>;
+#define IL6_CASE(L6, S, K, SG)                                  \
+  if (d.lut6 == L6 && d.segs == S && d.scale == K && sg6 == SG) \
+    return &Run<6, false, L6, S, K, SG, false>;
     IL6_CASE(1, 1, IlScale::kExp, false)
     IL6_CASE(1, 2, IlScale::kExp, false)
     IL6_CASE(1, 1, IlScale::kExp, true)
@@ -237,11 +242,12 @@ RowRangeFn InterleavedAvx2Fn(const IlDesc& d) {
   const bool mn = d.has_min != 0;
   if (d.unit_blocks == 4) {  // int groups of >= 128: fp16 fields once per 4 blocks
     if (d.scale != IlScale::kF16 || d.segs != 1 || d.lut != 0 || d.lut6 != 0) return nullptr;
-    if (d.bits == 4) return d.has_min ? &Run<4, false, 0, 1, IlScale::kF16, false, true, 4>
-                                      : &Run<4, false, 0, 1, IlScale::kF16, false, false, 4>;
+    if (d.bits == 4)
+      return d.has_min ? &Run<4, false, 0, 1, IlScale::kF16, false, true, 4>
+                       : &Run<4, false, 0, 1, IlScale::kF16, false, false, 4>;
     return nullptr;
   }
-#define IL_CASE(B, L, S, K, SG, M)                                                      \
+#define IL_CASE(B, L, S, K, SG, M)                                                            \
   if (d.bits == B && (d.lut != 0) == L && d.segs == S && d.scale == K && sg == SG && mn == M) \
     return &Run<B, L, 0, S, K, SG, M>;
   if (d.scale == IlScale::kF16) {

@@ -9,14 +9,16 @@ RowRangeFn InterleavedAvx512Fn(const IlDesc& d) {
   const bool mn = d.has_min != 0;
   if (d.unit_blocks == 4) {  // int groups of >= 128: fp16 fields once per 4 blocks
     if (d.scale != IlScale::kF16 || d.segs != 1 || d.lut != 0 || d.lut6 != 0) return nullptr;
-    if (d.bits == 4) return d.has_min ? &Run<4, false, 0, 1, IlScale::kF16, false, true, 4>
-                                      : &Run<4, false, 0, 1, IlScale::kF16, false, false, 4>;
-    if (d.bits == 8) return d.has_min ? &Run<8, false, 0, 1, IlScale::kF16, false, true, 4>
-                                      : &Run<8, false, 0, 1, IlScale::kF16, false, false, 4>;
+    if (d.bits == 4)
+      return d.has_min ? &Run<4, false, 0, 1, IlScale::kF16, false, true, 4>
+                       : &Run<4, false, 0, 1, IlScale::kF16, false, false, 4>;
+    if (d.bits == 8)
+      return d.has_min ? &Run<8, false, 0, 1, IlScale::kF16, false, true, 4>
+                       : &Run<8, false, 0, 1, IlScale::kF16, false, false, 4>;
     return nullptr;
   }
   if (d.lut6 != 0 || d.lut8 != 0) return nullptr;  // interleaved_vbmi.cc
-#define IL_CASE(B, L, S, K, SG, M)                                                      \
+#define IL_CASE(B, L, S, K, SG, M)                                                            \
   if (d.bits == B && (d.lut != 0) == L && d.segs == S && d.scale == K && sg == SG && mn == M) \
     return &Run<B, L, 0, S, K, SG, M>;
   // fp16 scale per unit (GGUF, int): sign flag unused.

@@ -5,14 +5,13 @@
 // dword of 4 Q8 activations. Order of operations: interleaved.h.
 #pragma once
 
-#include "kernels/simd_avx512.h"
-
 #include <algorithm>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include "kernels/interleaved.h"
+#include "kernels/simd_avx512.h"
 
 namespace lowbit::kernels {
 namespace {
@@ -41,8 +40,8 @@ IL_INLINE void LoadScales(const uint8_t* p, const IlDesc& d, __m512* s) {
       // 2^e, exact for e in [-149, 127] (checked when the layout was chosen).
       s[seg] = _mm512_scalef_ps(_mm512_set1_ps(1.0f), e);
       if (d.nan_byte >= 0) {
-        const __mmask16 nan = _mm512_cmpeq_epi32_mask(_mm512_cvtepu8_epi32(b),
-                                                      _mm512_set1_epi32(d.nan_byte));
+        const __mmask16 nan =
+            _mm512_cmpeq_epi32_mask(_mm512_cvtepu8_epi32(b), _mm512_set1_epi32(d.nan_byte));
         s[seg] = _mm512_mask_mov_ps(s[seg], nan,
                                     _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
       }
@@ -62,14 +61,14 @@ struct IlCtx {
 };
 
 // The outputs of group g for tokens [t0, t0 + T).
-template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin, int kUB,
-          int T>
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
+          int kUB, int T>
 IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
   const MatmulArgs& a = *c.a;
   const IlDesc& d = *c.d;
-  const __m512i lut = kLut ? _mm512_broadcast_i32x4(_mm_loadu_si128(
-                                 reinterpret_cast<const __m128i*>(d.lut16)))
-                           : _mm512_setzero_si512();
+  const __m512i lut =
+      kLut ? _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d.lut16)))
+           : _mm512_setzero_si512();
   [[maybe_unused]] __m512i lut_lo, lut_hi;
   if constexpr (kLut6 != 0) {
     lut_lo = _mm512_loadu_si512(d.lut64);
@@ -87,7 +86,8 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
     {
       // The unit kIlPrefetchUnits ahead, every line of it (a unit is 5 to 9 lines).
       const char* ahead = reinterpret_cast<const char*>(p + kIlPrefetchUnits * c.unit_bytes);
-      for (int64_t line = 0; line < c.unit_bytes; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
+      for (int64_t line = 0; line < c.unit_bytes; line += 64)
+        _mm_prefetch(ahead + line, _MM_HINT_T0);
     }
     // One set of scale (and min) fields for the unit's kUB blocks of 32.
     __m512 s[kSegs];
@@ -100,61 +100,61 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
     // The last unit of a row may hold fewer than kUB blocks of activations.
     const int64_t n_sub = kUB == 1 ? 1 : std::min<int64_t>(kUB, c.blocks - u * kUB);
     for (int64_t k = 0; k < n_sub; ++k) {
-    __m512i cv[8];
-    DecodeCodes<kBits, kLut>(p + k * kCodeBytes, lut, cv);
-    // lut6: the 6-bit codes through the 64-byte tables (vpermb ignores index bits 6..7).
-    [[maybe_unused]] __m512i ch[8];
-    if constexpr (kLut6 != 0) {
-      for (int v = 0; v < 8; ++v) {
-        if constexpr (kLut6 == 2) ch[v] = _mm512_permutexvar_epi8(cv[v], lut_hi);
-        cv[v] = _mm512_permutexvar_epi8(cv[v], lut_lo);
-      }
-    }
-    for (int t = 0; t < T; ++t) {
-      const Q8Block32& b = xb[t][u * kUB + k];
-      const __m512 dx = _mm512_set1_ps(b.d);
-      if constexpr (kSegs == 1) {
-        // Two chains of 4 vpdpbusd, then one add (all exact int32).
-        __m512i i0 = _mm512_set1_epi32(-d.zero * b.sum), i1 = _mm512_setzero_si512();
-        for (int v = 0; v < 8; v += 2) {
-          i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
-          i1 = _mm512_dpbusd_epi32(i1, cv[v + 1], Bcast32(b.q + 4 * v + 4));
+      __m512i cv[8];
+      DecodeCodes<kBits, kLut>(p + k * kCodeBytes, lut, cv);
+      // lut6: the 6-bit codes through the 64-byte tables (vpermb ignores index bits 6..7).
+      [[maybe_unused]] __m512i ch[8];
+      if constexpr (kLut6 != 0) {
+        for (int v = 0; v < 8; ++v) {
+          if constexpr (kLut6 == 2) ch[v] = _mm512_permutexvar_epi8(cv[v], lut_hi);
+          cv[v] = _mm512_permutexvar_epi8(cv[v], lut_lo);
         }
-        if constexpr (kLut6 == 2) {
-          // + 16 * sum hi * q: |hi| <= 255, so the 32-term sum stays far inside int32.
-          __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+      }
+      for (int t = 0; t < T; ++t) {
+        const Q8Block32& b = xb[t][u * kUB + k];
+        const __m512 dx = _mm512_set1_ps(b.d);
+        if constexpr (kSegs == 1) {
+          // Two chains of 4 vpdpbusd, then one add (all exact int32).
+          __m512i i0 = _mm512_set1_epi32(-d.zero * b.sum), i1 = _mm512_setzero_si512();
           for (int v = 0; v < 8; v += 2) {
-            h0 = _mm512_dpbusd_epi32(h0, ch[v], Bcast32(b.q + 4 * v));
-            h1 = _mm512_dpbusd_epi32(h1, ch[v + 1], Bcast32(b.q + 4 * v + 4));
+            i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
+            i1 = _mm512_dpbusd_epi32(i1, cv[v + 1], Bcast32(b.q + 4 * v + 4));
           }
-          i1 = _mm512_add_epi32(i1, _mm512_slli_epi32(_mm512_add_epi32(h0, h1), 4));
-        }
-        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), dx);
-        acc[t] = _mm512_fmadd_ps(f, s[0], acc[t]);
-      } else {
-        const int32_t* hs = c.half_sums + ((t0 + t - c.t_first) * c.units + u) * 2;
-        __m512i i0 = _mm512_set1_epi32(-d.zero * hs[0]);
-        __m512i i1 = _mm512_set1_epi32(-d.zero * hs[1]);
-        for (int v = 0; v < 4; ++v) {
-          i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
-          i1 = _mm512_dpbusd_epi32(i1, cv[v + 4], Bcast32(b.q + 16 + 4 * v));
-        }
-        if constexpr (kLut6 == 2) {
-          __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+          if constexpr (kLut6 == 2) {
+            // + 16 * sum hi * q: |hi| <= 255, so the 32-term sum stays far inside int32.
+            __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+            for (int v = 0; v < 8; v += 2) {
+              h0 = _mm512_dpbusd_epi32(h0, ch[v], Bcast32(b.q + 4 * v));
+              h1 = _mm512_dpbusd_epi32(h1, ch[v + 1], Bcast32(b.q + 4 * v + 4));
+            }
+            i1 = _mm512_add_epi32(i1, _mm512_slli_epi32(_mm512_add_epi32(h0, h1), 4));
+          }
+          const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), dx);
+          acc[t] = _mm512_fmadd_ps(f, s[0], acc[t]);
+        } else {
+          const int32_t* hs = c.half_sums + ((t0 + t - c.t_first) * c.units + u) * 2;
+          __m512i i0 = _mm512_set1_epi32(-d.zero * hs[0]);
+          __m512i i1 = _mm512_set1_epi32(-d.zero * hs[1]);
           for (int v = 0; v < 4; ++v) {
-            h0 = _mm512_dpbusd_epi32(h0, ch[v], Bcast32(b.q + 4 * v));
-            h1 = _mm512_dpbusd_epi32(h1, ch[v + 4], Bcast32(b.q + 16 + 4 * v));
+            i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
+            i1 = _mm512_dpbusd_epi32(i1, cv[v + 4], Bcast32(b.q + 16 + 4 * v));
           }
-          i0 = _mm512_add_epi32(i0, _mm512_slli_epi32(h0, 4));
-          i1 = _mm512_add_epi32(i1, _mm512_slli_epi32(h1, 4));
+          if constexpr (kLut6 == 2) {
+            __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+            for (int v = 0; v < 4; ++v) {
+              h0 = _mm512_dpbusd_epi32(h0, ch[v], Bcast32(b.q + 4 * v));
+              h1 = _mm512_dpbusd_epi32(h1, ch[v + 4], Bcast32(b.q + 16 + 4 * v));
+            }
+            i0 = _mm512_add_epi32(i0, _mm512_slli_epi32(h0, 4));
+            i1 = _mm512_add_epi32(i1, _mm512_slli_epi32(h1, 4));
+          }
+          acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i0), dx), s[0], acc[t]);
+          acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i1), dx), s[1], acc[t]);
         }
-        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i0), dx), s[0], acc[t]);
-        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i1), dx), s[1], acc[t]);
+        if constexpr (kMin) {
+          acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(static_cast<float>(b.sum) * b.d), mn, acc[t]);
+        }
       }
-      if constexpr (kMin) {
-        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(static_cast<float>(b.sum) * b.d), mn, acc[t]);
-      }
-    }
     }  // k
   }
   for (int t = 0; t < T; ++t) out[t] = acc[t];
@@ -183,7 +183,8 @@ IL_INLINE void Group8(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
   for (int64_t u = 0; u < c.units; ++u, p += c.unit_bytes) {
     {
       const char* ahead = reinterpret_cast<const char*>(p + kIlPrefetchUnits * c.unit_bytes);
-      for (int64_t line = 0; line < c.unit_bytes; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
+      for (int64_t line = 0; line < c.unit_bytes; line += 64)
+        _mm_prefetch(ahead + line, _MM_HINT_T0);
     }
     __m512 s[kSegs];
     LoadScales<kSegs, IlScale::kExp, kSigned, 0>(p + 512, d, s);
@@ -200,12 +201,14 @@ IL_INLINE void Group8(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
         for (int t = 0; t < T; ++t) {
           const __m512i q = Bcast32(xb[t][u].q + 4 * v);
           const __m512i qs = _mm512_mask_sub_epi8(q, neg, zero, q);
-          for (int j = 0; j < kParts; ++j) part_sum[t][j] = _mm512_dpbusd_epi32(part_sum[t][j], part[j], qs);
+          for (int j = 0; j < kParts; ++j)
+            part_sum[t][j] = _mm512_dpbusd_epi32(part_sum[t][j], part[j], qs);
         }
       }
       for (int t = 0; t < T; ++t) {
         __m512i isum = part_sum[t][0];
-        for (int j = 1; j < kParts; ++j) isum = _mm512_add_epi32(isum, _mm512_slli_epi32(part_sum[t][j], 8 * j));
+        for (int j = 1; j < kParts; ++j)
+          isum = _mm512_add_epi32(isum, _mm512_slli_epi32(part_sum[t][j], 8 * j));
         const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xb[t][u].d));
         acc[t] = _mm512_fmadd_ps(f, s[seg], acc[t]);
       }
@@ -222,7 +225,8 @@ struct Lut8Group {
   }
 };
 
-template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin, int kUB>
+template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
+          int kUB>
 struct PlainGroup {
   template <int T>
   IL_INLINE static void Run(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
@@ -235,7 +239,8 @@ template <class G, int kSegs>
 void RunGroups(const MatmulArgs& a, int64_t r0, int64_t r1) {
   IlHeader h;
   std::memcpy(&h, a.w, sizeof h);
-  IlCtx c{&a, a.x_q8->blocks_per_row, &h.desc, a.w + kIlHeaderBytes, h.units, h.desc.UnitBytes(), nullptr, 0};
+  IlCtx c{&a,      a.x_q8->blocks_per_row, &h.desc, a.w + kIlHeaderBytes,
+          h.units, h.desc.UnitBytes(),     nullptr, 0};
   thread_local std::vector<int32_t> half_sums;
   if constexpr (kSegs == 2) {
     IlHalfSums(*a.x_q8, 0, a.n_tokens, &half_sums);

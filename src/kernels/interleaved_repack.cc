@@ -64,16 +64,26 @@ IlDesc TraitsDesc(int bits) {
 
 std::optional<IlDesc> TraitsDescOf(FusedId id) {
   switch (id) {
-    case FusedId::kQ4_0: return TraitsDesc<Q4_0Traits>(4);
-    case FusedId::kQ4_1: return TraitsDesc<Q4_1Traits>(4);
-    case FusedId::kQ5_0: return TraitsDesc<Q5_0Traits>(5);
-    case FusedId::kQ5_1: return TraitsDesc<Q5_1Traits>(5);
-    case FusedId::kQ8_0: return TraitsDesc<Q8_0Traits>(8);
-    case FusedId::kInt4Sym: return TraitsDesc<IntTraits<4, false>>(4);
-    case FusedId::kInt4Asym: return TraitsDesc<IntTraits<4, true>>(4);
-    case FusedId::kInt8Sym: return TraitsDesc<IntTraits<8, false>>(8);
-    case FusedId::kInt8Asym: return TraitsDesc<IntTraits<8, true>>(8);
-    default: return std::nullopt;
+    case FusedId::kQ4_0:
+      return TraitsDesc<Q4_0Traits>(4);
+    case FusedId::kQ4_1:
+      return TraitsDesc<Q4_1Traits>(4);
+    case FusedId::kQ5_0:
+      return TraitsDesc<Q5_0Traits>(5);
+    case FusedId::kQ5_1:
+      return TraitsDesc<Q5_1Traits>(5);
+    case FusedId::kQ8_0:
+      return TraitsDesc<Q8_0Traits>(8);
+    case FusedId::kInt4Sym:
+      return TraitsDesc<IntTraits<4, false>>(4);
+    case FusedId::kInt4Asym:
+      return TraitsDesc<IntTraits<4, true>>(4);
+    case FusedId::kInt8Sym:
+      return TraitsDesc<IntTraits<8, false>>(8);
+    case FusedId::kInt8Asym:
+      return TraitsDesc<IntTraits<8, true>>(8);
+    default:
+      return std::nullopt;
   }
 }
 
@@ -91,8 +101,8 @@ std::optional<IlDesc> TraitsDescFor(const Format& f, FusedId id) {
 struct SeGrid {
   IlDesc desc;
   int bits = 0, block = 0;
-  int shift = 0;       // M = 2^shift
-  int32_t v[256] = {};  // integer value of each code (0 for NaN codes)
+  int shift = 0;            // M = 2^shift
+  int32_t v[256] = {};      // integer value of each code (0 for NaN codes)
   bool nan_code[256] = {};  // lut8: codes the format decodes to NaN (their block's scale is NaN)
   bool has_nan_codes = false;
 };
@@ -173,7 +183,8 @@ bool ElementGrid(const float* raw, int bits, SeGrid* g) {
     d.bits = 4;
     if (umax > 15) {
       d.lut = 1;
-      for (int c = 0; c < 16; ++c) d.lut16[c] = static_cast<uint8_t>(c < n_codes ? g->v[c] + d.zero : d.zero);
+      for (int c = 0; c < 16; ++c)
+        d.lut16[c] = static_cast<uint8_t>(c < n_codes ? g->v[c] + d.zero : d.zero);
     }
   } else if (bits <= 6) {
     d.bits = umax <= 31 ? 5 : 6;  // 5-bit codes (q5, bfp5, bm5...) keep a 1-bit plane only
@@ -221,7 +232,8 @@ std::optional<SeGrid> SeGridOf(const Format& f) {
         continue;
       }
       const int e = x(b) - bias;
-      ok = e >= -149 && e <= 127 && std::ldexp(double(std::ldexp(1.0f, e)), shift) == double(t->scale[b]);
+      ok = e >= -149 && e <= 127 &&
+           std::ldexp(double(std::ldexp(1.0f, e)), shift) == double(t->scale[b]);
     }
     if (ok && g.has_nan_codes && nan_byte < 0) return std::nullopt;  // no way to say NaN
     if (ok) {
@@ -265,16 +277,26 @@ RowFn TraitsRowFn(const Format& f, const uint8_t* packed, int64_t cols) {
 
 RowFn TraitsRowFnOf(FusedId id, const Format& f, const uint8_t* packed, int64_t cols) {
   switch (id) {
-    case FusedId::kQ4_0: return TraitsRowFn<Q4_0Traits>(f, packed, cols);
-    case FusedId::kQ4_1: return TraitsRowFn<Q4_1Traits>(f, packed, cols);
-    case FusedId::kQ5_0: return TraitsRowFn<Q5_0Traits>(f, packed, cols);
-    case FusedId::kQ5_1: return TraitsRowFn<Q5_1Traits>(f, packed, cols);
-    case FusedId::kQ8_0: return TraitsRowFn<Q8_0Traits>(f, packed, cols);
-    case FusedId::kInt4Sym: return TraitsRowFn<IntTraits<4, false>>(f, packed, cols);
-    case FusedId::kInt4Asym: return TraitsRowFn<IntTraits<4, true>>(f, packed, cols);
-    case FusedId::kInt8Sym: return TraitsRowFn<IntTraits<8, false>>(f, packed, cols);
-    case FusedId::kInt8Asym: return TraitsRowFn<IntTraits<8, true>>(f, packed, cols);
-    default: return nullptr;
+    case FusedId::kQ4_0:
+      return TraitsRowFn<Q4_0Traits>(f, packed, cols);
+    case FusedId::kQ4_1:
+      return TraitsRowFn<Q4_1Traits>(f, packed, cols);
+    case FusedId::kQ5_0:
+      return TraitsRowFn<Q5_0Traits>(f, packed, cols);
+    case FusedId::kQ5_1:
+      return TraitsRowFn<Q5_1Traits>(f, packed, cols);
+    case FusedId::kQ8_0:
+      return TraitsRowFn<Q8_0Traits>(f, packed, cols);
+    case FusedId::kInt4Sym:
+      return TraitsRowFn<IntTraits<4, false>>(f, packed, cols);
+    case FusedId::kInt4Asym:
+      return TraitsRowFn<IntTraits<4, true>>(f, packed, cols);
+    case FusedId::kInt8Sym:
+      return TraitsRowFn<IntTraits<8, false>>(f, packed, cols);
+    case FusedId::kInt8Asym:
+      return TraitsRowFn<IntTraits<8, true>>(f, packed, cols);
+    default:
+      return nullptr;
   }
 }
 
@@ -305,7 +327,8 @@ RowFn SeRowFn(const SeGrid& g, const Format& f, const uint8_t* packed, int64_t r
           const uint32_t word = byte_at(at + 1 + bit / 8) | (byte_at(at + 2 + bit / 8) << 8);
           const uint32_t code = (word >> (bit % 8)) & ((1u << g.bits) - 1);
           const bool own_code = d.lut != 0 || d.lut6 != 0 || d.lut8 != 0;  // kernel maps codes
-          out[i] = static_cast<uint8_t>(own_code ? code : static_cast<uint32_t>(g.v[code] + d.zero));
+          out[i] =
+              static_cast<uint8_t>(own_code ? code : static_cast<uint32_t>(g.v[code] + d.zero));
           if (g.nan_code[code]) scale[u * per_unit + s] = static_cast<uint16_t>(d.nan_byte);
         }
       }
@@ -523,8 +546,12 @@ std::optional<KernelEntry> LookupInterleavedKernel(const Format& format, Isa isa
     // "il16.<bits>[l|t|t2|m<parts>][u4].<f16|exp[s]>.s<segs>[.min].<isa>.q8", kept for the
     // process's lifetime.
     std::string name = "il16." + std::to_string(d->bits) + (d->lut ? "l" : "") +
-                       (d->lut6 == 1 ? "t" : d->lut6 == 2 ? "t2" : "") +
-                       (d->lut8 == 2 ? "m2" : d->lut8 == 3 ? "m3" : "") +
+                       (d->lut6 == 1   ? "t"
+                        : d->lut6 == 2 ? "t2"
+                                       : "") +
+                       (d->lut8 == 2   ? "m2"
+                        : d->lut8 == 3 ? "m3"
+                                       : "") +
                        (d->unit_blocks == 4 ? "u4" : "") +
                        (d->scale == IlScale::kF16 ? ".f16" : (d->exp_signed ? ".exps" : ".exp")) +
                        ".s" + std::to_string(d->segs) + (d->has_min ? ".min" : "") + "." +

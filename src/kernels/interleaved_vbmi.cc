@@ -1,6 +1,7 @@
 // AVX-512 + VBMI instantiations of the row-interleaved kernels: the 6-bit element tables (lut6,
 // kernels/interleaved.h) look codes up with vpermb, the FP8 magnitude tables (lut8) with
-// vpermi2b. This file alone is compiled with -mavx512vbmi (CMakeLists.txt); LookupInterleavedKernel asks it only when CpuHasAvx512Vbmi().
+// vpermi2b. This file alone is compiled with -mavx512vbmi (CMakeLists.txt); LookupInterleavedKernel
+// asks it only when CpuHasAvx512Vbmi().
 #include "kernels/interleaved_avx512_impl.h"
 
 namespace lowbit::kernels {
@@ -25,8 +26,9 @@ RowRangeFn InterleavedVbmiFn(const IlDesc& d) {
   }
   if (d.bits != 6 || d.lut6 == 0 || d.lut != 0 || d.has_min != 0) return nullptr;
   const bool sg = d.exp_signed != 0;
-#define IL_CASE(L6, S, K, SG)                                                  \
-  if (d.lut6 == L6 && d.segs == S && d.scale == K && sg == SG) return &Run<6, false, L6, S, K, SG, false>;
+#define IL_CASE(L6, S, K, SG)                                  \
+  if (d.lut6 == L6 && d.segs == S && d.scale == K && sg == SG) \
+    return &Run<6, false, L6, S, K, SG, false>;
   // mx / bm FP6 (exponent scales, blocks of 32 or 16) and fp6split (the row's fp16 scale).
   IL_CASE(1, 1, IlScale::kExp, false)
   IL_CASE(1, 2, IlScale::kExp, false)

@@ -39,9 +39,14 @@ LOWBIT_SIMD_INLINE void DecodeCodes(const uint8_t* p, __m256i lut, __m256i* cv) 
     // drops every bit that crossed a byte).
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 256));
     const __m256i m10 = _mm256_set1_epi8(0x10);
-    const __m256i s[8] = {_mm256_slli_epi16(h, 4), _mm256_slli_epi16(h, 3), _mm256_slli_epi16(h, 2),
-                         _mm256_slli_epi16(h, 1), h, _mm256_srli_epi16(h, 1),
-                         _mm256_srli_epi16(h, 2), _mm256_srli_epi16(h, 3)};
+    const __m256i s[8] = {_mm256_slli_epi16(h, 4),
+                          _mm256_slli_epi16(h, 3),
+                          _mm256_slli_epi16(h, 2),
+                          _mm256_slli_epi16(h, 1),
+                          h,
+                          _mm256_srli_epi16(h, 1),
+                          _mm256_srli_epi16(h, 2),
+                          _mm256_srli_epi16(h, 3)};
     for (int v = 0; v < 8; ++v) cv[v] = _mm256_or_si256(cv[v], _mm256_and_si256(s[v], m10));
   }
   if constexpr (kBits == 6) {

@@ -49,9 +49,14 @@ LOWBIT_SIMD_INLINE void DecodeCodes(const uint8_t* p, __m512i lut, __m512i* cv) 
       // drops every bit that crossed a byte).
       const __m512i h = _mm512_loadu_si512(p + 256);
       const __m512i m10 = _mm512_set1_epi8(0x10);
-      const __m512i s[8] = {_mm512_slli_epi16(h, 4), _mm512_slli_epi16(h, 3), _mm512_slli_epi16(h, 2),
-                           _mm512_slli_epi16(h, 1), h, _mm512_srli_epi16(h, 1),
-                           _mm512_srli_epi16(h, 2), _mm512_srli_epi16(h, 3)};
+      const __m512i s[8] = {_mm512_slli_epi16(h, 4),
+                            _mm512_slli_epi16(h, 3),
+                            _mm512_slli_epi16(h, 2),
+                            _mm512_slli_epi16(h, 1),
+                            h,
+                            _mm512_srli_epi16(h, 1),
+                            _mm512_srli_epi16(h, 2),
+                            _mm512_srli_epi16(h, 3)};
       for (int v = 0; v < 8; ++v) cv[v] = _mm512_ternarylogic_epi32(cv[v], s[v], m10, 0xF8);
     }
     if constexpr (kBits == 6) {

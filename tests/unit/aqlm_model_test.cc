@@ -14,8 +14,8 @@
 #include "lowbit/format_registry.h"
 #include "lowbit/model.h"
 #include "lowbit/tokenizer.h"
-#include "runtime/linear.h"
 #include "model_test_util.h"
+#include "runtime/linear.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -43,7 +43,8 @@ std::vector<std::vector<int32_t>> Sequences(const Tokenizer& tok, const std::str
 std::vector<const WeightView*> Linears(const LlamaModel& m) {
   std::vector<const WeightView*> v;
   for (const auto& l : m.layers)
-    for (const WeightView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) v.push_back(w);
+    for (const WeightView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      v.push_back(w);
   return v;
 }
 
@@ -113,7 +114,8 @@ TEST(AqlmModel, CheckpointResumeGivesTheSameBytes) {
   for (size_t i = 0; i < a.size(); ++i) {
     ASSERT_EQ(a[i]->format_name(), "aqlm_2x8g8");
     ASSERT_EQ(a[i]->n_bytes(), b[i]->n_bytes());
-    EXPECT_EQ(std::memcmp(a[i]->data, b[i]->data, static_cast<size_t>(a[i]->n_bytes())), 0) << a[i]->name;
+    EXPECT_EQ(std::memcmp(a[i]->data, b[i]->data, static_cast<size_t>(a[i]->n_bytes())), 0)
+        << a[i]->name;
   }
   std::filesystem::remove_all(dir);
 }
@@ -155,7 +157,8 @@ TEST(AqlmModel, CalibratedTrainingBeatsTheCalibrationFreeEncoder) {
   eval.resize(std::min<size_t>(eval.size(), 128 * 8));
   const double kld_trained = MeanKld(loaded->model, *trained, eval);
   const double kld_free = MeanKld(loaded->model, free, eval);
-  std::printf("stories260K 2x8g8 mean KLD: calibrated %.5f, calibration-free %.5f\n", kld_trained, kld_free);
+  std::printf("stories260K 2x8g8 mean KLD: calibrated %.5f, calibration-free %.5f\n", kld_trained,
+              kld_free);
   EXPECT_LT(kld_trained, kld_free);
 }
 

@@ -3,19 +3,18 @@
 // hand-computed blocks, kernel lookup, and the determinism promises of Linear with fused kernels
 // (bit-identical for any thread count, and per token for any batch size) at every level.
 // The numerical accuracy of every kernel is tests/consistency/kernel_consistency_test.cc.
+#include "kernels/kernel.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <limits>
-
-#include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "kernels/kernel.h"
 #include "lowbit/format_registry.h"
 #include "runtime/linear.h"
 #include "runtime/thread_pool.h"
@@ -54,9 +53,9 @@ TEST(KernelDispatch, QuantizeActivationsQ8HandComputed) {
   x[4] = -0.5f;
   x[5] = 126.5f;
   x[31] = -127.0f;
-  x[32] = 4.0f;    // block 1: max 4 -> d = 4 / 127, inv = 31.75: 4 -> 127
-  x[33] = -2.0f;   // -2 * 31.75 = -63.5 -> -64
-  x[34] = 0.25f;   // 7.9375 -> 8
+  x[32] = 4.0f;       // block 1: max 4 -> d = 4 / 127, inv = 31.75: 4 -> 127
+  x[33] = -2.0f;      // -2 * 31.75 = -63.5 -> -64
+  x[34] = 0.25f;      // 7.9375 -> 8
   x[35] = 1.0f / 64;  // 0.49609375 -> 0
   kernels::ActivationsQ8 q;
   kernels::QuantizeActivationsQ8(x.data(), 1, 40, &q);  // 40 columns: block 1 is a tail of 8
@@ -90,9 +89,9 @@ TEST(KernelDispatch, QuantizeActivationsQ8HandComputed) {
 // must still be quantized: the max maps to +-127, and Inf / NaN blocks to q = 0.
 TEST(KernelDispatch, QuantizeActivationsQ8TinyAndNonFiniteBlocks) {
   std::vector<float> x(96, 0.0f);
-  x[0] = 1e-38f;    // normal, but 127 / 1e-38 overflows f32
+  x[0] = 1e-38f;  // normal, but 127 / 1e-38 overflows f32
   x[1] = -1e-38f;
-  x[2] = 1e-45f;    // subnormal
+  x[2] = 1e-45f;  // subnormal
   x[32] = std::numeric_limits<float>::infinity();
   x[33] = 1.0f;
   x[64] = std::numeric_limits<float>::quiet_NaN();
@@ -106,13 +105,13 @@ TEST(KernelDispatch, QuantizeActivationsQ8TinyAndNonFiniteBlocks) {
   EXPECT_EQ(q.blocks[0].q[3], 0);
   for (int i = 0; i < 32; ++i) EXPECT_EQ(q.blocks[1].q[i], 0) << i;  // Inf block: q = 0, d = Inf
   EXPECT_TRUE(std::isinf(q.blocks[1].d));
-  EXPECT_EQ(q.blocks[2].q[0], 0);    // NaN element -> 0; the rest scale by the finite max
+  EXPECT_EQ(q.blocks[2].q[0], 0);  // NaN element -> 0; the rest scale by the finite max
   EXPECT_EQ(q.blocks[2].q[1], 127);
 }
 
 TEST(KernelDispatch, FindsTheCoreKernelsAtEveryLevel) {
-  for (const char* spec : {"q4_0", "q8_0", "q4_1", "q5_0", "q4_k", "q6_k", "int4_g128", "int8",
-                           "nf4"}) {
+  for (const char* spec :
+       {"q4_0", "q8_0", "q4_1", "q5_0", "q4_k", "q6_k", "int4_g128", "int8", "nf4"}) {
     Result<FormatPtr> f = ParseFormat(spec);
     ASSERT_TRUE(f.ok()) << spec;
     for (int level = 0; level <= static_cast<int>(kernels::MaxSupportedIsa()); ++level) {
@@ -126,8 +125,8 @@ TEST(KernelDispatch, FindsTheCoreKernelsAtEveryLevel) {
   const FormatPtr q4 = *ParseFormat("q4_0");
   EXPECT_TRUE(kernels::FindKernel(*q4, Isa::kScalar, kernels::ActPath::kQ8)->wants_q8);
   EXPECT_FALSE(kernels::FindKernel(*q4, Isa::kScalar, kernels::ActPath::kF32)->wants_q8);
-  EXPECT_FALSE(kernels::FindKernel(**ParseFormat("nf4"), Isa::kScalar, kernels::ActPath::kQ8)
-                   ->wants_q8);
+  EXPECT_FALSE(
+      kernels::FindKernel(**ParseFormat("nf4"), Isa::kScalar, kernels::ActPath::kQ8)->wants_q8);
   // int3 has no kernel: the runtime falls back to tiled dequantization.
   EXPECT_FALSE(kernels::FindKernel(**ParseFormat("int3_g128_asym"), Isa::kScalar).has_value());
 }
@@ -200,7 +199,8 @@ TEST(KernelDispatch, TableInterleavedKernelsWhereVbmiExists) {
     ASSERT_TRUE(e.has_value()) << spec;
     // E5M2 magnitudes span 2^-16 .. 57344: no int32-safe integer grid, so always the f32 kernel.
     const bool lut8 = vbmi && std::string(spec) != "mxfp8_e5m2";
-    EXPECT_EQ(std::string(e->name).rfind(lut8 ? "il16.8m3." : "se.", 0), 0u) << spec << ": " << e->name;
+    EXPECT_EQ(std::string(e->name).rfind(lut8 ? "il16.8m3." : "se.", 0), 0u)
+        << spec << ": " << e->name;
   }
 }
 

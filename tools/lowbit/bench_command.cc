@@ -72,8 +72,8 @@ struct BenchCliOptions {
 };
 
 struct BenchFormat {
-  std::string name;  // preset name, or the spec; "f32" for the baseline
-  FormatPtr format;  // null for f32 and for "stored"
+  std::string name;        // preset name, or the spec; "f32" for the baseline
+  FormatPtr format;        // null for f32 and for "stored"
   bool as_stored = false;  // --e2e-formats "stored": the model's matrices as the file stores them
   double bits_per_weight(int64_t rows, int64_t cols) const {
     return format ? format->BitsPerWeight(rows, cols) : 32.0;
@@ -429,7 +429,8 @@ Status BenchRun::MeasureMatvec() {
                             mb.Run(c, *pools[c.threads], timing_)};
               if (pass == 0) {
                 matvec_.push_back(std::move(row));
-              } else if (row.r.timing.best_s < matvec_[static_cast<size_t>(index)].r.timing.best_s) {
+              } else if (row.r.timing.best_s <
+                         matvec_[static_cast<size_t>(index)].r.timing.best_s) {
                 matvec_[static_cast<size_t>(index)] = std::move(row);
               }
               ++index;
@@ -496,8 +497,8 @@ Status BenchRun::MeasureE2e() {
       measured = bench::MeasureDecode(loaded.model, prompt, d);
     } else {
       Progress("decode " + f.name + ": quantizing the model's matrices");
-      LOWBIT_ASSIGN_OR_RETURN(
-          LlamaModel m, bench::ModelWithWeightsIn(loaded.model, f.format ? f.format->spec() : "f32"));
+      LOWBIT_ASSIGN_OR_RETURN(LlamaModel m, bench::ModelWithWeightsIn(
+                                                loaded.model, f.format ? f.format->spec() : "f32"));
       measured = bench::MeasureDecode(m, prompt, d);
     }
     LOWBIT_ASSIGN_OR_RETURN(bench::DecodeResult r, std::move(measured));
@@ -535,12 +536,10 @@ nlohmann::json BenchRun::ToJson() const {
                   {"l3_bytes_from_system", l3_from_system_},
                   {"max_isa", kernels::IsaName(kernels::MaxSupportedIsa())},
                   {"active_isa", kernels::IsaName(kernels::ActiveIsa())}};
-  j["settings"] = {{"quick", o_.quick},
-                   {"min_time_s", o_.min_time_s},
-                   {"passes", o_.passes},
-                   {"statistic", "best sample (minimum time); median reported alongside"},
-                   {"threads", threads_},
-                   {"n", ns_}};
+  j["settings"] = {
+      {"quick", o_.quick},   {"min_time_s", o_.min_time_s},
+      {"passes", o_.passes}, {"statistic", "best sample (minimum time); median reported alongside"},
+      {"threads", threads_}, {"n", ns_}};
   nlohmann::json by_threads = nlohmann::json::object();
   for (const auto& [t, b] : dram_) by_threads[std::to_string(t)] = b.gbps;
   j["bandwidth"] = {{"dram_gbps_1t", dram_.at(1).gbps},
@@ -779,7 +778,9 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
       "--model,-m", o->model,
       "Model for end-to-end decode (default: .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf "
       "from scripts/fetch_models.sh; skipped when absent)");
-  cmd->add_option("--e2e-formats", o->e2e_formats, "Formats for end-to-end decode (f32 always; 'stored': the model's matrices as stored, e.g. AQLM)")
+  cmd->add_option("--e2e-formats", o->e2e_formats,
+                  "Formats for end-to-end decode (f32 always; 'stored': the model's matrices as "
+                  "stored, e.g. AQLM)")
       ->default_str(kDefaultE2eFormats);
   cmd->add_option("--e2e-tokens", o->e2e_tokens, "Generated tokens (default 128; 16 quick)")
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
