@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "kernels/activations_q8.h"
 #include "kernels/kernel_families.h"
 
 namespace lowbit::kernels {
@@ -86,13 +87,11 @@ inline int RoundHalfAway(float v) {
 
 }  // namespace
 
-void QuantizeActivationsQ8(const float* x, int64_t n_tokens, int64_t cols, ActivationsQ8* out) {
-  const int64_t per_row = (cols + 31) / 32;
-  out->blocks_per_row = per_row;
-  out->blocks.resize(static_cast<size_t>(n_tokens * per_row));
+void QuantizeActivationsQ8Scalar(const float* x, int64_t n_tokens, int64_t cols,
+                                 Q8Block32* blocks, int64_t per_row) {
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t b = 0; b < per_row; ++b) {
-      Q8Block32& blk = out->blocks[static_cast<size_t>(t * per_row + b)];
+      Q8Block32& blk = blocks[t * per_row + b];
       const float* v = x + t * cols + b * 32;
       const int n = static_cast<int>(std::min<int64_t>(32, cols - b * 32));
       float amax = 0.0f;
@@ -113,6 +112,22 @@ void QuantizeActivationsQ8(const float* x, int64_t n_tokens, int64_t cols, Activ
       }
       blk.sum = sum;
     }
+  }
+}
+
+void QuantizeActivationsQ8(const float* x, int64_t n_tokens, int64_t cols, ActivationsQ8* out) {
+  QuantizeActivationsQ8At(ActiveIsa(), x, n_tokens, cols, out);
+}
+
+void QuantizeActivationsQ8At(Isa isa, const float* x, int64_t n_tokens, int64_t cols,
+                             ActivationsQ8* out) {
+  const int64_t per_row = (cols + 31) / 32;
+  out->blocks_per_row = per_row;
+  out->blocks.resize(static_cast<size_t>(n_tokens * per_row));
+  if (isa >= Isa::kAvx512 && MaxSupportedIsa() >= Isa::kAvx512) {
+    QuantizeActivationsQ8Avx512(x, n_tokens, cols, out->blocks.data(), per_row);
+  } else {
+    QuantizeActivationsQ8Scalar(x, n_tokens, cols, out->blocks.data(), per_row);
   }
 }
 

@@ -49,6 +49,15 @@ void ReadRow(const WeightView& w, int64_t row, float* out);
 // The dot product with exactly the accumulation order documented above.
 float Dot(const float* a, const float* b, int64_t n);
 
+// out[j] = Dot(x, rows + j * ldw, n) for j < n_rows (attention scores: several rows at once, the
+// same bits as one Dot per row).
+void DotRows(const float* x, const float* rows, int64_t ldw, int64_t n_rows, int64_t n, float* out);
+
+// out[d] = p[0] * rows[d] + p[1] * rows[ldw + d] + ... for d < n, summed from 0 in increasing j
+// with f32 multiplies and adds (attention's weighted sum of values; any level, identical bits).
+void AddScaledRows(const float* p, const float* rows, int64_t ldw, int64_t n_rows, int64_t n,
+                   float* out);
+
 // Name of the kernel path chosen at first use: "avx2" or "generic" (LOWBIT_ISA=scalar forces
 // "generic"; both give identical bits).
 const char* LinearKernelName();

@@ -2,8 +2,8 @@
 
 #include <cmath>
 #include <cstring>
-#include <vector>
 #include <numbers>
+#include <vector>
 
 #include "runtime/linear.h"
 
@@ -100,7 +100,8 @@ void SwiGlu(const float* gate, const float* up, int64_t n, float* out) {
 void AttendOneHead(const float* q, const float* keys, const float* values, int64_t stride,
                    int64_t n_keys, int64_t head_dim, float scale, const Format* probs_format,
                    float* scores, float* out) {
-  for (int64_t j = 0; j < n_keys; ++j) scores[j] = Dot(q, keys + j * stride, head_dim) * scale;
+  DotRows(q, keys, stride, n_keys, head_dim, scores);
+  for (int64_t j = 0; j < n_keys; ++j) scores[j] *= scale;
   Softmax(scores, n_keys);
   if (probs_format != nullptr) {
     thread_local std::vector<uint8_t> packed;
@@ -108,12 +109,7 @@ void AttendOneHead(const float* q, const float* keys, const float* values, int64
     LOWBIT_CHECK(probs_format->Quantize(scores, 1, n_keys, packed.data()).ok());
     probs_format->DequantizeRows(packed.data(), 1, n_keys, 0, 1, scores);
   }
-  std::memset(out, 0, sizeof(float) * static_cast<size_t>(head_dim));
-  for (int64_t j = 0; j < n_keys; ++j) {
-    const float p = scores[j];
-    const float* v = values + j * stride;
-    for (int64_t d = 0; d < head_dim; ++d) out[d] += p * v[d];
-  }
+  AddScaledRows(scores, values, stride, n_keys, head_dim, out);
 }
 
 }  // namespace lowbit

@@ -109,6 +109,50 @@ TEST(KernelDispatch, QuantizeActivationsQ8TinyAndNonFiniteBlocks) {
   EXPECT_EQ(q.blocks[2].q[1], 127);
 }
 
+// The AVX-512 quantizer writes the scalar one's blocks bit for bit, over random rows of every tail
+// length and adversarial blocks (zeros, ties at .5 after scaling, subnormals, tiny maxima whose
+// 127 / max overflows, Inf, NaN, huge values). Skips the comparison on CPUs without AVX-512.
+TEST(KernelDispatch, QuantizeActivationsQ8LevelsAgreeBitForBit) {
+  if (kernels::MaxSupportedIsa() < Isa::kAvx512) GTEST_SKIP() << "no AVX-512 on this CPU";
+  std::mt19937_64 rng(21);
+  std::normal_distribution<float> normal;
+  std::uniform_int_distribution<int> pick(0, 9);
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const int64_t cols : {1, 15, 16, 17, 31, 32, 33, 47, 64, 100, 576, 1537}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      const int64_t n_tokens = 3;
+      std::vector<float> x(n_tokens * cols);
+      for (float& v : x) {
+        switch (pick(rng)) {
+          case 0: v = 0.0f; break;
+          case 1: v = std::ldexp(normal(rng), -140); break;  // subnormal
+          case 2: v = std::ldexp(normal(rng), 120); break;   // huge
+          case 3: v = 127.0f * (std::floor(normal(rng) * 4.0f) + 0.5f) / 508.0f; break;  // ties
+          default: v = normal(rng);
+        }
+      }
+      if (trial % 5 == 1) x[trial % x.size()] = nan;
+      if (trial % 5 == 2) x[(3 * trial) % x.size()] = -inf;
+      if (trial % 5 == 3) {
+        for (int64_t i = 0; i < std::min<int64_t>(cols, 32); ++i) x[i] = 1e-38f * normal(rng);
+      }
+      kernels::ActivationsQ8 scalar, fast;
+      kernels::QuantizeActivationsQ8At(Isa::kScalar, x.data(), n_tokens, cols, &scalar);
+      kernels::QuantizeActivationsQ8At(Isa::kAvx512, x.data(), n_tokens, cols, &fast);
+      ASSERT_EQ(scalar.blocks_per_row, fast.blocks_per_row);
+      ASSERT_EQ(scalar.blocks.size(), fast.blocks.size());
+      for (size_t b = 0; b < scalar.blocks.size(); ++b) {
+        const kernels::Q8Block32& s = scalar.blocks[b];
+        const kernels::Q8Block32& f = fast.blocks[b];
+        ASSERT_EQ(std::memcmp(&s.d, &f.d, sizeof s.d), 0) << cols << " block " << b;
+        ASSERT_EQ(s.sum, f.sum) << cols << " block " << b;
+        ASSERT_EQ(std::memcmp(s.q, f.q, sizeof s.q), 0) << cols << " block " << b;
+      }
+    }
+  }
+}
+
 TEST(KernelDispatch, FindsTheCoreKernelsAtEveryLevel) {
   for (const char* spec :
        {"q4_0", "q8_0", "q4_1", "q5_0", "q4_k", "q6_k", "int4_g128", "int8", "nf4"}) {

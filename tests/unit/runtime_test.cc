@@ -190,6 +190,39 @@ TEST(Dot, FollowsTheDocumentedOrder) {
   EXPECT_EQ(Dot(a, b, 0), 0.0f);
 }
 
+// Attention's row helpers give exactly the bits of the plain loops they replace: one Dot per key,
+// and the values summed in increasing key order with an f32 multiply then an f32 add (no FMA).
+// Shapes cover the register-block remainders (keys not a multiple of 4, head sizes with a
+// 64-wide pass, 8-wide passes and a scalar tail) and rows strided inside a wider cache.
+TEST(Attention, RowHelpersMatchThePlainLoopsBitForBit) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> normal;
+  for (const int64_t head_dim : {1, 7, 8, 64, 72, 77, 136}) {
+    for (const int64_t n_keys : {1, 3, 4, 5, 33}) {
+      const int64_t stride = head_dim + 13;
+      std::vector<float> q(head_dim), rows(n_keys * stride), p(n_keys);
+      for (float& v : q) v = normal(rng);
+      for (float& v : rows) v = normal(rng) * 8.0f;
+      for (float& v : p) v = std::abs(normal(rng));
+      std::vector<float> scores(n_keys);
+      DotRows(q.data(), rows.data(), stride, n_keys, head_dim, scores.data());
+      for (int64_t j = 0; j < n_keys; ++j) {
+        ASSERT_EQ(scores[j], Dot(q.data(), &rows[j * stride], head_dim)) << head_dim << " " << j;
+      }
+      std::vector<float> got(head_dim, -1.0f);
+      AddScaledRows(p.data(), rows.data(), stride, n_keys, head_dim, got.data());
+      for (int64_t d = 0; d < head_dim; ++d) {
+        volatile float want = 0.0f;  // volatile: one rounding per multiply and per add
+        for (int64_t j = 0; j < n_keys; ++j) {
+          volatile float product = p[j] * rows[j * stride + d];
+          want = want + product;
+        }
+        ASSERT_EQ(got[d], want) << head_dim << " " << n_keys << " " << d;
+      }
+    }
+  }
+}
+
 // y = x . W^T for a shape that exercises every register-block remainder (7 tokens, 37 rows across
 // two tiles, 45 columns = 5 lane groups + 5 tail elements).
 TEST(Linear, MatchesDotForEveryEntryAndAnyThreadCount) {
