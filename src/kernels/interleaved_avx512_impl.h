@@ -61,7 +61,8 @@ struct IlCtx {
 };
 
 // The outputs of group g for tokens [t0, t0 + T).
-template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
+// kLut: 0 codes are the integers, 1 the nibble indexes lut16 by vpshufb, 2 by vpermb (VBMI).
+template <int kBits, int kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
           int kUB, int T>
 IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
   const MatmulArgs& a = *c.a;
@@ -101,7 +102,19 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
     const int64_t n_sub = kUB == 1 ? 1 : std::min<int64_t>(kUB, c.blocks - u * kUB);
     for (int64_t k = 0; k < n_sub; ++k) {
       __m512i cv[8];
-      DecodeCodes<kBits, kLut>(p + k * kCodeBytes, lut, cv);
+      if constexpr (kLut == 2) {
+        static_assert(kBits == 4);
+        // vpermb reads index bits 0..5 and lut holds lut16 four times over, so the bits above the
+        // nibble (the other nibble, or bits the 16-bit shift brought in) pick the same entry: no
+        // masking, one shuffle per 64 codes.
+        for (int j = 0; j < 4; ++j) {
+          const __m512i v = _mm512_loadu_si512(p + k * kCodeBytes + 64 * j);
+          cv[2 * j] = _mm512_permutexvar_epi8(v, lut);
+          cv[2 * j + 1] = _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 4), lut);
+        }
+      } else {
+        DecodeCodes<kBits, kLut != 0>(p + k * kCodeBytes, lut, cv);
+      }
       // lut6: the 6-bit codes through the 64-byte tables (vpermb ignores index bits 6..7).
       [[maybe_unused]] __m512i ch[8];
       if constexpr (kLut6 != 0) {
@@ -225,7 +238,7 @@ struct Lut8Group {
   }
 };
 
-template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
+template <int kBits, int kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
           int kUB>
 struct PlainGroup {
   template <int T>
@@ -272,7 +285,7 @@ void RunGroups(const MatmulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
-template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
+template <int kBits, int kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
           int kUB = 1>
 void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
   RunGroups<PlainGroup<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, kUB>, kSegs>(a, r0, r1);

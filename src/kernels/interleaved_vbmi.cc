@@ -1,7 +1,8 @@
 // AVX-512 + VBMI instantiations of the row-interleaved kernels: the 6-bit element tables (lut6,
 // kernels/interleaved.h) look codes up with vpermb, the FP8 magnitude tables (lut8) with
-// vpermi2b. This file alone is compiled with -mavx512vbmi (CMakeLists.txt); LookupInterleavedKernel
-// asks it only when CpuHasAvx512Vbmi().
+// vpermi2b, and 4-bit table codes (lut) use vpermb, which needs no nibble mask. This file alone is
+// compiled with -mavx512vbmi (CMakeLists.txt); LookupInterleavedKernel asks it only when
+// CpuHasAvx512Vbmi().
 #include "kernels/interleaved_avx512_impl.h"
 
 namespace lowbit::kernels {
@@ -22,6 +23,17 @@ RowRangeFn InterleavedVbmiFn(const IlDesc& d) {
     IL8_CASE(2, 1, true)
     IL8_CASE(2, 2, true)
 #undef IL8_CASE
+    return nullptr;
+  }
+  if (d.bits == 4 && d.lut != 0 && d.lut6 == 0 && d.has_min == 0 && d.scale == IlScale::kExp) {
+    // 4-bit table codes (mxfp4, FP4 block formats): vpermb instead of mask + vpshufb.
+    const bool sg = d.exp_signed != 0;
+    if (d.segs == 1)
+      return sg ? &Run<4, 2, 0, 1, IlScale::kExp, true, false>
+                : &Run<4, 2, 0, 1, IlScale::kExp, false, false>;
+    if (d.segs == 2)
+      return sg ? &Run<4, 2, 0, 2, IlScale::kExp, true, false>
+                : &Run<4, 2, 0, 2, IlScale::kExp, false, false>;
     return nullptr;
   }
   if (d.bits != 6 || d.lut6 == 0 || d.lut != 0 || d.has_min != 0) return nullptr;

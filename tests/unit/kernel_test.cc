@@ -10,11 +10,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "kernels/interleaved.h"
 #include "lowbit/format_registry.h"
 #include "runtime/linear.h"
 #include "runtime/thread_pool.h"
@@ -125,11 +127,20 @@ TEST(KernelDispatch, QuantizeActivationsQ8LevelsAgreeBitForBit) {
       std::vector<float> x(n_tokens * cols);
       for (float& v : x) {
         switch (pick(rng)) {
-          case 0: v = 0.0f; break;
-          case 1: v = std::ldexp(normal(rng), -140); break;  // subnormal
-          case 2: v = std::ldexp(normal(rng), 120); break;   // huge
-          case 3: v = 127.0f * (std::floor(normal(rng) * 4.0f) + 0.5f) / 508.0f; break;  // ties
-          default: v = normal(rng);
+          case 0:
+            v = 0.0f;
+            break;
+          case 1:
+            v = std::ldexp(normal(rng), -140);
+            break;  // subnormal
+          case 2:
+            v = std::ldexp(normal(rng), 120);
+            break;  // huge
+          case 3:
+            v = 127.0f * (std::floor(normal(rng) * 4.0f) + 0.5f) / 508.0f;
+            break;  // ties
+          default:
+            v = normal(rng);
         }
       }
       if (trial % 5 == 1) x[trial % x.size()] = nan;
@@ -246,6 +257,56 @@ TEST(KernelDispatch, TableInterleavedKernelsWhereVbmiExists) {
     EXPECT_EQ(std::string(e->name).rfind(lut8 ? "il16.8m3." : "se.", 0), 0u)
         << spec << ": " << e->name;
   }
+}
+
+// 4-bit table codes (mxfp4 and every preset with a 16-entry table) decode by vpermb where VBMI
+// exists and by mask + vpshufb on other AVX-512 CPUs: only the decode differs, so both kernels
+// must give the same bits on the same repacked matrix (random rows, a tail block, 1 to 5 tokens).
+TEST(KernelDispatch, Fp4TableByVpermbMatchesVpshufbBitForBit) {
+  if (!kernels::CpuHasAvx512Vbmi()) GTEST_SKIP() << "no AVX-512 VBMI: only the vpshufb kernel";
+  std::mt19937_64 rng(17);
+  std::normal_distribution<float> normal;
+  int checked = 0;
+  for (const PresetInfo& preset : FormatRegistry::Get().presets()) {
+    const FormatPtr f = *ParseFormat(preset.name);
+    const std::optional<kernels::IlDesc> d = kernels::InterleavedDescFor(*f);
+    if (!d || d->bits != 4 || d->lut == 0) continue;
+    const kernels::RowRangeFn shuffle = kernels::InterleavedAvx512Fn(*d);
+    const kernels::RowRangeFn permute = kernels::InterleavedVbmiFn(*d);
+    ASSERT_NE(shuffle, nullptr) << preset.name;
+    ASSERT_NE(permute, nullptr) << preset.name;
+    const int64_t rows = 37, cols = 4 * f->block_size() + 32 * (f->block_size() > 32 ? 0 : 3);
+    std::vector<float> w(rows * cols);
+    for (float& v : w) v = normal(rng) * 3.0f;
+    std::vector<uint8_t> packed(static_cast<size_t>(f->PackedBytes(rows, cols)));
+    ASSERT_TRUE(f->Quantize(w.data(), rows, cols, packed.data()).ok()) << preset.name;
+    const std::vector<uint8_t> il = kernels::InterleavedRepack(*f, packed.data(), rows, cols);
+    for (const int64_t n : {1, 2, 5}) {
+      std::vector<float> x(n * cols);
+      for (float& v : x) v = normal(rng);
+      kernels::ActivationsQ8 xq;
+      kernels::QuantizeActivationsQ8(x.data(), n, cols, &xq);
+      std::vector<float> y_shuffle(n * rows), y_permute(n * rows);
+      kernels::MatmulArgs a;
+      a.w = il.data();
+      a.rows = rows;
+      a.cols = cols;
+      a.format = f.get();
+      a.x = x.data();
+      a.x_q8 = &xq;
+      a.n_tokens = n;
+      a.ldy = rows;
+      a.y = y_shuffle.data();
+      shuffle(a, 0, rows);
+      a.y = y_permute.data();
+      permute(a, 0, rows);
+      ASSERT_EQ(std::memcmp(y_shuffle.data(), y_permute.data(), y_shuffle.size() * sizeof(float)),
+                0)
+          << preset.name << " n = " << n;
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 1) << "no preset has 4-bit table codes";
 }
 
 // An OCP E4M3 NaN code (S.1111.111) makes its row's output NaN in the lut8 kernel, as in the

@@ -309,7 +309,8 @@ TEST(Linear, QuantizedWeightsMatchTheirDequantizedProduct) {
           double bound = (2 * cols + 32) * 0x1p-24 * magnitude;
           if (q8) {
             double max_x = 0.0;
-            for (int64_t k = 0; k < cols; ++k) max_x = std::max(max_x, std::abs(double(x[t * cols + k])));
+            for (int64_t k = 0; k < cols; ++k)
+              max_x = std::max(max_x, std::abs(double(x[t * cols + k])));
             bound += cols * max_w * max_x / 254.0;
           }
           EXPECT_LE(std::abs(double(yq[t * rows + r]) - yd[t * rows + r]), bound) << spec << t << r;
