@@ -22,5 +22,8 @@ echo "== asan-ubsan unit tests"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build/asan-ubsan --output-on-failure -j "$jobs" -L unit --timeout 1200
 
-echo "== fuzzers (clang libFuzzer + ASan/UBSan, ${LOWBIT_FUZZ_SECONDS:-45} s each; any crash fails)"
+# 20 s per fuzzer here (scripts/fuzz.sh alone defaults to 45): on a slow 2-core VM the whole
+# script took 33 min with 45 s, over the 30-minute CI budget; the seed corpora still run in full.
+export LOWBIT_FUZZ_SECONDS=${LOWBIT_FUZZ_SECONDS:-20}
+echo "== fuzzers (clang libFuzzer + ASan/UBSan, ${LOWBIT_FUZZ_SECONDS} s each; any crash fails)"
 bash scripts/fuzz.sh
