@@ -40,6 +40,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "formats/exact_pow2.h"
+
 namespace lowbit {
 
 class MinifloatCodec {
@@ -122,10 +124,8 @@ class MinifloatCodec {
   // caller's business); exact because every grid point and midpoint is a double.
   double RoundMagnitude(double a, Rounding rounding) const {
     if (a == 0.0) return 0.0;
-    int exp2 = 0;
-    std::frexp(a, &exp2);  // a = f * 2^exp2, f in [0.5, 1)
-    const int e = std::max(exp2 - 1, 1 - bias_);
-    const double step = std::ldexp(1.0, e - man_bits_);
+    const int e = std::max(FloorLog2(a), 1 - bias_);
+    const double step = Pow2(e - man_bits_);
     const double q = a / step;
     double r = std::floor(q);
     const double frac = q - r;
@@ -172,12 +172,12 @@ class MinifloatCodec {
   uint32_t EncodeGridMagnitude(double mag) const {
     if (mag == 0.0) return 0;
     if (mag < min_normal()) {
-      return static_cast<uint32_t>(std::ldexp(mag, bias_ - 1 + man_bits_));
+      return static_cast<uint32_t>(ScaleByPow2(mag, bias_ - 1 + man_bits_));
     }
-    int exp2 = 0;
-    const double f = std::frexp(mag, &exp2);  // mag = f * 2^exp2, f in [0.5, 1)
-    const uint32_t e = static_cast<uint32_t>(exp2 - 1 + bias_);
-    const uint32_t m = static_cast<uint32_t>(std::ldexp(f * 2.0 - 1.0, man_bits_));
+    const int binade = FloorLog2(mag);  // mag = (1 + m / 2^man_bits) * 2^binade
+    const uint32_t e = static_cast<uint32_t>(binade + bias_);
+    const uint32_t m =
+        static_cast<uint32_t>(ScaleByPow2(ScaleByPow2(mag, -binade) - 1.0, man_bits_));
     return (e << man_bits_) | m;
   }
 

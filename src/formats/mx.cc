@@ -1,6 +1,5 @@
 // The "mx" family: OCP Microscaling v1.0 blocks (E8M0 scale + FP8/FP6/FP4/INT8 elements).
 // Definition, bit layout, rounding and special values: see mx.h and docs/formats/mx.md.
-#include "formats/error_bound_math.h"
 #include "formats/mx.h"
 
 #include <algorithm>
@@ -13,6 +12,8 @@
 #include <optional>
 
 #include "formats/block_format.h"
+#include "formats/error_bound_math.h"
+#include "formats/exact_pow2.h"
 #include "formats/families.h"
 #include "formats/minifloat_codec.h"
 
@@ -84,7 +85,9 @@ class MxFormat final : public BlockFormat {
   // Elements per the OCP MX spec (INT8: 7 magnitude bits), an E8M0 scale: an 8-bit adder per
   // block.
   MacOperand mac_operand() const override {
-    MacOperand op{.significand_bits = 7, .exponent_bits = 0, .shared_block = options_.block,
+    MacOperand op{.significand_bits = 7,
+                  .exponent_bits = 0,
+                  .shared_block = options_.block,
                   .shared_bits = 8};
     if (info_.codec) {
       op.significand_bits = info_.codec->man_bits() + 1;
@@ -118,7 +121,7 @@ class MxFormat final : public BlockFormat {
     uint32_t acc = 0;
     int n_bits = 0;
     for (int i = 0; i < k; ++i) {
-      acc |= EncodeElement(std::ldexp(static_cast<double>(x[i]), -e), limit) << n_bits;
+      acc |= EncodeElement(ScaleByPow2(static_cast<double>(x[i]), -e), limit) << n_bits;
       n_bits += info_.bits;
       while (n_bits >= 8) {
         *p++ = static_cast<uint8_t>(acc & 0xFFu);
@@ -195,9 +198,7 @@ class MxFormat final : public BlockFormat {
   // The shared exponent e of a finite block (X = 2^e), spec section 6.3 for scale=floor.
   int SharedExponent(double max_abs) const {
     if (max_abs == 0.0) return -kE8m0Bias;  // all-zero block: the smallest scale, code 0x00
-    int exp2 = 0;
-    std::frexp(max_abs, &exp2);  // max_abs = f * 2^exp2, f in [0.5, 1): floor(log2) = exp2 - 1
-    int e = std::clamp(exp2 - 1 - emax_, -kE8m0Bias, kE8m0Bias);
+    int e = std::clamp(FloorLog2(max_abs) - emax_, -kE8m0Bias, kE8m0Bias);
     // ceil: at e the max lies in the element's top binade [2^emax, 2^(emax+1)); if it clips there,
     // at e + 1 it lies in [2^(emax-1), 2^emax) and rounds to at most 2^emax <= max_finite, unless
     // the float32 limit binds (max within rounding of 2^128): then no exponent avoids clipping and
@@ -214,7 +215,7 @@ class MxFormat final : public BlockFormat {
   // max_finite * 2^e would exceed FLT_MAX (reachable under scale=ceil alone) to the largest
   // element value whose product with 2^e is a finite float.
   double SaturationLimit(int e) const {
-    const double float_limit = std::ldexp(static_cast<double>(FLT_MAX), -e);
+    const double float_limit = ScaleByPow2(static_cast<double>(FLT_MAX), -e);
     if (max_finite_ <= float_limit) return max_finite_;
     LOWBIT_CHECK(info_.codec.has_value());  // int8: 127/64 * 2^127 < FLT_MAX
     uint32_t code = info_.codec->max_finite_code();

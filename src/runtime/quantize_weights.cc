@@ -1,11 +1,14 @@
 // QuantizeModelWeights: in-memory round-to-nearest quantization of a loaded model's matrices.
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "lowbit/model.h"
 #include "runtime/linear.h"
+#include "runtime/thread_pool.h"
 
 namespace lowbit {
 namespace {
@@ -16,7 +19,8 @@ struct QuantizedStorage {
   std::vector<std::vector<uint8_t>> buffers;
 };
 
-Status QuantizeView(const Format& format, QuantizedStorage& storage, WeightView& w) {
+// The packed bytes of w in `format` (w itself is not changed).
+Result<std::vector<uint8_t>> QuantizeView(const Format& format, const WeightView& w) {
   // (rows, cols) f32: the source tensor alone, decoded when it is not stored as f32 already.
   std::vector<float> decoded;
   const float* x = reinterpret_cast<const float*>(w.data);
@@ -28,9 +32,7 @@ Status QuantizeView(const Format& format, QuantizedStorage& storage, WeightView&
   std::vector<uint8_t> packed(static_cast<size_t>(format.PackedBytes(w.rows, w.cols)));
   Status st = format.Quantize(x, w.rows, w.cols, packed.data());
   if (!st.ok()) return Status(st.code(), "tensor '" + w.name + "': " + st.message());
-  storage.buffers.push_back(std::move(packed));
-  w.data = storage.buffers.back().data();
-  return Status::Ok();
+  return packed;
 }
 
 }  // namespace
@@ -67,6 +69,10 @@ Result<LlamaModel> QuantizeModelWeights(const LlamaModel& model,
   storage->source = model.storage;
   LlamaModel q = model;
   const bool tied = model.output.data == model.token_embedding.data;
+  // The formats first, in order (the chooser may keep state), then the matrices quantized in
+  // parallel, one task per matrix: each writes only its own buffer, so the bytes do not depend on
+  // the thread count.
+  std::vector<std::pair<WeightView*, FormatPtr>> jobs;
   for (auto& [name, w] : NamedMatrices(q)) {
     FormatPtr format = choose(*w, name);
     if (format == nullptr) continue;  // kept as stored
@@ -74,8 +80,25 @@ Result<LlamaModel> QuantizeModelWeights(const LlamaModel& model,
       return Unimplemented("tensor '" + name + "': format " + format->spec() +
                            " is decode-only: it cannot be a target");
     }
-    LOWBIT_RETURN_IF_ERROR(QuantizeView(*format, *storage, *w));
-    w->format = format;
+    jobs.emplace_back(w, std::move(format));
+  }
+  storage->buffers.resize(jobs.size());
+  std::vector<Status> status(jobs.size(), Status::Ok());
+  {
+    ThreadPool pool(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    pool.ParallelFor(static_cast<int64_t>(jobs.size()), [&](int64_t i, int /*thread*/) {
+      Result<std::vector<uint8_t>> packed = QuantizeView(*jobs[i].second, *jobs[i].first);
+      if (packed.ok()) {
+        storage->buffers[i] = std::move(*packed);
+      } else {
+        status[i] = packed.status();
+      }
+    });
+  }
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    LOWBIT_RETURN_IF_ERROR(status[i]);
+    jobs[i].first->data = storage->buffers[i].data();
+    jobs[i].first->format = jobs[i].second;
   }
   if (tied) q.output = q.token_embedding;
   q.storage = storage;
