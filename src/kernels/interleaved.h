@@ -76,6 +76,8 @@ struct IlDesc {
   int32_t unit_blocks = 1;
   int32_t lut8 = 0;  // bits == 8: byte tables of the magnitude (0: codes are c - zero)
   uint8_t lut128[3][128] = {};
+  // The largest code c the repack writes (AVX2's 8-bit kernel needs c - zero to fit an int8).
+  int32_t max_code = 255;
 
   // The integer weight (before the scale) of code c; rows past the matrix use a code giving 0.
   int32_t Value(int c) const {

@@ -56,6 +56,7 @@ template <class T>
 IlDesc TraitsDesc(int bits) {
   IlDesc d;
   d.bits = bits;
+  d.max_code = (1 << bits) - 1;
   d.zero = T::kZero;
   d.has_min = T::kHasMin ? 1 : 0;
   d.scale = IlScale::kF16;
@@ -178,6 +179,7 @@ bool ElementGrid(const float* raw, int bits, SeGrid* g) {
   IlDesc& d = g->desc;
   d.zero = -vmin;
   const int umax = vmax + d.zero;
+  d.max_code = umax;
   if (bits <= 4) {
     if (umax > 255) return false;
     d.bits = 4;

@@ -68,10 +68,18 @@ TestMatrix MakeMatrix(const Format& f, int64_t rows, int64_t cols, int data_kind
         for (int64_t c = 0; c < cols; ++c) {
           float& v = w[static_cast<size_t>(r * cols + c)];
           switch (r % 4) {
-            case 0: v = 0.0f; break;
-            case 1: v *= 3e4f; break;
-            case 2: v *= 1e-39f; break;
-            default: v = (c % 37 == 5) ? 1e3f : v * 1e-3f; break;
+            case 0:
+              v = 0.0f;
+              break;
+            case 1:
+              v *= 3e4f;
+              break;
+            case 2:
+              v *= 1e-39f;
+              break;
+            default:
+              v = (c % 37 == 5) ? 1e3f : v * 1e-3f;
+              break;
           }
         }
       }
@@ -198,7 +206,8 @@ void CheckEntry(const Format& f, const KernelEntry& e, const Shape& shape, int d
       kernels::QuantizeActivationsQ8(x.data(), n, cols, &xq);
       for (int64_t t = 0; t < n; ++t) {
         for (int64_t c = 0; c < cols; ++c) {
-          const kernels::Q8Block32& b = xq.blocks[static_cast<size_t>(t * xq.blocks_per_row + c / 32)];
+          const kernels::Q8Block32& b =
+              xq.blocks[static_cast<size_t>(t * xq.blocks_per_row + c / 32)];
           a[static_cast<size_t>(t * cols + c)] = double(b.d) * b.q[c % 32];
         }
       }
@@ -223,7 +232,8 @@ void CheckEntry(const Format& f, const KernelEntry& e, const Shape& shape, int d
     if (n > 1) {
       for (int64_t t = 0; t < n; ++t) {
         ActivationsQ8 xq1;
-        if (e.wants_q8) kernels::QuantizeActivationsQ8(&x[static_cast<size_t>(t * cols)], 1, cols, &xq1);
+        if (e.wants_q8)
+          kernels::QuantizeActivationsQ8(&x[static_cast<size_t>(t * cols)], 1, cols, &xq1);
         MatmulArgs one = args;
         one.x = &x[static_cast<size_t>(t * cols)];
         one.x_q8 = e.wants_q8 ? &xq1 : nullptr;
@@ -257,7 +267,8 @@ void CheckEntry(const Format& f, const KernelEntry& e, const Shape& shape, int d
         }
         double bound = gamma * mag + depth * double(cols) * std::ldexp(1.0, -149);
         if (lut16) {
-          bound += lut_extra[static_cast<size_t>(t * rows + r)] + 4 * std::ldexp(std::fabs(ref), -24);
+          bound +=
+              lut_extra[static_cast<size_t>(t * rows + r)] + 4 * std::ldexp(std::fabs(ref), -24);
         }
         const double got = y[static_cast<size_t>(t * rows + r)];
         const double err = std::fabs(got - ref);
@@ -279,8 +290,8 @@ void CheckEntry(const Format& f, const KernelEntry& e, const Shape& shape, int d
 
 TEST(KernelConsistency, EveryPresetEveryLevelEveryPathAgainstTheReference) {
   const std::vector<Shape> shapes = {
-      {1, 32, {1, 2, 3}},  {7, 96, {1, 2, 3, 4, 5, 8, 16}}, {33, 256, {1, 4, 5}},
-      {5, 100, {1, 3}},    {4, 300, {1, 2}},                {19, 4096 + 40, {1, 5}},
+      {1, 32, {1, 2, 3}}, {7, 96, {1, 2, 3, 4, 5, 8, 16}}, {33, 256, {1, 4, 5}}, {5, 100, {1, 3}},
+      {4, 300, {1, 2}},   {19, 4096 + 40, {1, 5}},
   };
   std::mt19937_64 rng(2024);
   std::set<std::string> tested;
@@ -310,7 +321,8 @@ TEST(KernelConsistency, EveryPresetEveryLevelEveryPathAgainstTheReference) {
   std::printf("kernel consistency: %zu (preset, kernel) pairs, %lld outputs compared\n%s",
               tested.size(), static_cast<long long>(compared), list.c_str());
   // The kern-core families must be present at every level (the table is not silently empty).
-  for (const char* must : {"q4_0 q4_0.scalar.f32", "q8_0 q8_0.avx2.q8", "q4_k q4_k.scalar.q8"}) {
+  for (const char* must :
+       {"q4_0 q4_0.scalar.f32", "q8_0 il16.8.f16.s1.avx2.q8", "q4_k q4_k.scalar.q8"}) {
     EXPECT_TRUE(tested.count(must)) << must;
   }
 }

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <random>
@@ -259,34 +260,37 @@ TEST(KernelDispatch, TableInterleavedKernelsWhereVbmiExists) {
   }
 }
 
-// 4-bit table codes (mxfp4 and every preset with a 16-entry table) decode by vpermb where VBMI
-// exists and by mask + vpshufb on other AVX-512 CPUs: only the decode differs, so both kernels
-// must give the same bits on the same repacked matrix (random rows, a tail block, 1 to 5 tokens).
-TEST(KernelDispatch, Fp4TableByVpermbMatchesVpshufbBitForBit) {
-  if (!kernels::CpuHasAvx512Vbmi()) GTEST_SKIP() << "no AVX-512 VBMI: only the vpshufb kernel";
+// Runs two row-range functions of the interleaved layout on the same repacked matrix of every
+// preset `pick` accepts (random rows with a tail block, 1, 2 and 5 tokens) and requires the same
+// bits from both; returns how many presets it compared.
+int CompareInterleavedLevels(
+    const std::function<
+        std::pair<kernels::RowRangeFn, kernels::RowRangeFn>(const kernels::IlDesc&)>& pick) {
   std::mt19937_64 rng(17);
   std::normal_distribution<float> normal;
   int checked = 0;
   for (const PresetInfo& preset : FormatRegistry::Get().presets()) {
     const FormatPtr f = *ParseFormat(preset.name);
     const std::optional<kernels::IlDesc> d = kernels::InterleavedDescFor(*f);
-    if (!d || d->bits != 4 || d->lut == 0) continue;
-    const kernels::RowRangeFn shuffle = kernels::InterleavedAvx512Fn(*d);
-    const kernels::RowRangeFn permute = kernels::InterleavedVbmiFn(*d);
-    ASSERT_NE(shuffle, nullptr) << preset.name;
-    ASSERT_NE(permute, nullptr) << preset.name;
-    const int64_t rows = 37, cols = 4 * f->block_size() + 32 * (f->block_size() > 32 ? 0 : 3);
+    if (!d) continue;
+    const auto [fa, fb] = pick(*d);
+    if (fa == nullptr && fb == nullptr) continue;
+    EXPECT_NE(fa, nullptr) << preset.name;
+    EXPECT_NE(fb, nullptr) << preset.name;
+    if (fa == nullptr || fb == nullptr) continue;
+    const int64_t block = std::max<int64_t>(f->block_size(), 32);
+    const int64_t rows = 37, cols = block <= 32 ? 224 : 2 * block;
     std::vector<float> w(rows * cols);
     for (float& v : w) v = normal(rng) * 3.0f;
     std::vector<uint8_t> packed(static_cast<size_t>(f->PackedBytes(rows, cols)));
-    ASSERT_TRUE(f->Quantize(w.data(), rows, cols, packed.data()).ok()) << preset.name;
+    EXPECT_TRUE(f->Quantize(w.data(), rows, cols, packed.data()).ok()) << preset.name;
     const std::vector<uint8_t> il = kernels::InterleavedRepack(*f, packed.data(), rows, cols);
     for (const int64_t n : {1, 2, 5}) {
       std::vector<float> x(n * cols);
       for (float& v : x) v = normal(rng);
       kernels::ActivationsQ8 xq;
       kernels::QuantizeActivationsQ8(x.data(), n, cols, &xq);
-      std::vector<float> y_shuffle(n * rows), y_permute(n * rows);
+      std::vector<float> ya(n * rows), yb(n * rows);
       kernels::MatmulArgs a;
       a.w = il.data();
       a.rows = rows;
@@ -296,17 +300,46 @@ TEST(KernelDispatch, Fp4TableByVpermbMatchesVpshufbBitForBit) {
       a.x_q8 = &xq;
       a.n_tokens = n;
       a.ldy = rows;
-      a.y = y_shuffle.data();
-      shuffle(a, 0, rows);
-      a.y = y_permute.data();
-      permute(a, 0, rows);
-      ASSERT_EQ(std::memcmp(y_shuffle.data(), y_permute.data(), y_shuffle.size() * sizeof(float)),
-                0)
+      a.y = ya.data();
+      fa(a, 0, rows);
+      a.y = yb.data();
+      fb(a, 0, rows);
+      EXPECT_EQ(std::memcmp(ya.data(), yb.data(), ya.size() * sizeof(float)), 0)
           << preset.name << " n = " << n;
     }
     ++checked;
   }
+  return checked;
+}
+
+// 4-bit table codes (mxfp4 and every preset with a 16-entry table) decode by vpermb where VBMI
+// exists and by mask + vpshufb on other AVX-512 CPUs: only the decode differs, so both kernels
+// must give the same bits.
+TEST(KernelDispatch, Fp4TableByVpermbMatchesVpshufbBitForBit) {
+  if (!kernels::CpuHasAvx512Vbmi()) GTEST_SKIP() << "no AVX-512 VBMI: only the vpshufb kernel";
+  const int checked = CompareInterleavedLevels([](const kernels::IlDesc& d) {
+    if (d.bits != 4 || d.lut == 0)
+      return std::make_pair(kernels::RowRangeFn{}, kernels::RowRangeFn{});
+    return std::make_pair(kernels::InterleavedAvx512Fn(d), kernels::InterleavedVbmiFn(d));
+  });
   EXPECT_GE(checked, 1) << "no preset has 4-bit table codes";
+}
+
+// 8-bit integer codes: AVX2 multiplies |w| by sign(q, w) (pmaddubsw), AVX-512 multiplies the
+// offset code by q (vpdpbusd) and subtracts zero * sum q: the integer sums are equal, so the
+// outputs must be the same bits (q8_0, int8 groups / rows, bfp8; mxint8 keeps its se kernel at
+// AVX2).
+TEST(KernelDispatch, EightBitAvx2MatchesAvx512BitForBit) {
+  if (kernels::MaxSupportedIsa() < Isa::kAvx512) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const int checked = CompareInterleavedLevels([](const kernels::IlDesc& d) {
+    if (d.bits != 8 || d.lut8 != 0 || d.has_min != 0) {
+      return std::make_pair(kernels::RowRangeFn{}, kernels::RowRangeFn{});
+    }
+    const kernels::RowRangeFn avx2 = kernels::InterleavedAvx2Fn(d);
+    if (avx2 == nullptr) return std::make_pair(kernels::RowRangeFn{}, kernels::RowRangeFn{});
+    return std::make_pair(avx2, kernels::InterleavedAvx512Fn(d));
+  });
+  EXPECT_GE(checked, 4) << "q8_0, int8_g32, int8 (rows), bfp8 and bfp8_b32 at least";
 }
 
 // An OCP E4M3 NaN code (S.1111.111) makes its row's output NaN in the lut8 kernel, as in the
