@@ -15,9 +15,12 @@ namespace lowbit::kernels {
 
 const char* IsaName(Isa isa) {
   switch (isa) {
-    case Isa::kScalar: return "scalar";
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512: return "avx512";
+    case Isa::kScalar:
+      return "scalar";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
   }
   return "?";
 }
@@ -87,8 +90,8 @@ inline int RoundHalfAway(float v) {
 
 }  // namespace
 
-void QuantizeActivationsQ8Scalar(const float* x, int64_t n_tokens, int64_t cols,
-                                 Q8Block32* blocks, int64_t per_row) {
+void QuantizeActivationsQ8Scalar(const float* x, int64_t n_tokens, int64_t cols, Q8Block32* blocks,
+                                 int64_t per_row) {
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t b = 0; b < per_row; ++b) {
       Q8Block32& blk = blocks[t * per_row + b];
@@ -124,8 +127,11 @@ void QuantizeActivationsQ8At(Isa isa, const float* x, int64_t n_tokens, int64_t 
   const int64_t per_row = (cols + 31) / 32;
   out->blocks_per_row = per_row;
   out->blocks.resize(static_cast<size_t>(n_tokens * per_row));
-  if (isa >= Isa::kAvx512 && MaxSupportedIsa() >= Isa::kAvx512) {
+  const Isa level = std::min(isa, MaxSupportedIsa());
+  if (level == Isa::kAvx512) {
     QuantizeActivationsQ8Avx512(x, n_tokens, cols, out->blocks.data(), per_row);
+  } else if (level == Isa::kAvx2) {
+    QuantizeActivationsQ8Avx2(x, n_tokens, cols, out->blocks.data(), per_row);
   } else {
     QuantizeActivationsQ8Scalar(x, n_tokens, cols, out->blocks.data(), per_row);
   }

@@ -57,8 +57,8 @@ struct ActivationsQ8 {
 // all-zero block. Used once per call by the runtime for entries that want_q8. Non-finite inputs
 // are the caller's problem (a NaN/Inf activation makes the whole block's d NaN/Inf).
 void QuantizeActivationsQ8(const float* x, int64_t n_tokens, int64_t cols, ActivationsQ8* out);
-// The same blocks computed with one level's code (AVX-512 where isa and the CPU allow it, else
-// scalar): every level writes identical bits, which the unit tests check.
+// The same blocks computed with one level's code (min(isa, MaxSupportedIsa())): every level
+// writes identical bits, which the unit tests check.
 void QuantizeActivationsQ8At(Isa isa, const float* x, int64_t n_tokens, int64_t cols,
                              ActivationsQ8* out);
 

@@ -112,9 +112,10 @@ TEST(KernelDispatch, QuantizeActivationsQ8TinyAndNonFiniteBlocks) {
   EXPECT_EQ(q.blocks[2].q[1], 127);
 }
 
-// The AVX-512 quantizer writes the scalar one's blocks bit for bit, over random rows of every tail
-// length and adversarial blocks (zeros, ties at .5 after scaling, subnormals, tiny maxima whose
-// 127 / max overflows, Inf, NaN, huge values). Skips the comparison on CPUs without AVX-512.
+// The AVX2 and AVX-512 quantizers write the scalar one's blocks bit for bit, over random rows of
+// every tail length and adversarial blocks (zeros, ties at .5 after scaling, subnormals, tiny
+// maxima whose 127 / max overflows, Inf, NaN, huge values). Skips on CPUs without AVX-512 (the
+// At() call would run a lower level for both).
 TEST(KernelDispatch, QuantizeActivationsQ8LevelsAgreeBitForBit) {
   if (kernels::MaxSupportedIsa() < Isa::kAvx512) GTEST_SKIP() << "no AVX-512 on this CPU";
   std::mt19937_64 rng(21);
@@ -149,17 +150,29 @@ TEST(KernelDispatch, QuantizeActivationsQ8LevelsAgreeBitForBit) {
       if (trial % 5 == 3) {
         for (int64_t i = 0; i < std::min<int64_t>(cols, 32); ++i) x[i] = 1e-38f * normal(rng);
       }
-      kernels::ActivationsQ8 scalar, fast;
+      if (trial % 5 == 4) {
+        // max 127 makes inv exactly 1: every k + 0.5 is an exact tie (away from zero).
+        x[0] = 127.0f;
+        for (int64_t i = 1; i < std::min<int64_t>(cols, 32); ++i) {
+          x[i] = (i % 2 ? 1.0f : -1.0f) * (static_cast<float>((i * 37) % 127) + 0.5f);
+        }
+      }
+      kernels::ActivationsQ8 scalar;
       kernels::QuantizeActivationsQ8At(Isa::kScalar, x.data(), n_tokens, cols, &scalar);
-      kernels::QuantizeActivationsQ8At(Isa::kAvx512, x.data(), n_tokens, cols, &fast);
-      ASSERT_EQ(scalar.blocks_per_row, fast.blocks_per_row);
-      ASSERT_EQ(scalar.blocks.size(), fast.blocks.size());
-      for (size_t b = 0; b < scalar.blocks.size(); ++b) {
-        const kernels::Q8Block32& s = scalar.blocks[b];
-        const kernels::Q8Block32& f = fast.blocks[b];
-        ASSERT_EQ(std::memcmp(&s.d, &f.d, sizeof s.d), 0) << cols << " block " << b;
-        ASSERT_EQ(s.sum, f.sum) << cols << " block " << b;
-        ASSERT_EQ(std::memcmp(s.q, f.q, sizeof s.q), 0) << cols << " block " << b;
+      for (const Isa level : {Isa::kAvx2, Isa::kAvx512}) {
+        kernels::ActivationsQ8 fast;
+        kernels::QuantizeActivationsQ8At(level, x.data(), n_tokens, cols, &fast);
+        ASSERT_EQ(scalar.blocks_per_row, fast.blocks_per_row);
+        ASSERT_EQ(scalar.blocks.size(), fast.blocks.size());
+        for (size_t b = 0; b < scalar.blocks.size(); ++b) {
+          const kernels::Q8Block32& s = scalar.blocks[b];
+          const kernels::Q8Block32& f = fast.blocks[b];
+          const std::string where = std::string(kernels::IsaName(level)) + " cols " +
+                                    std::to_string(cols) + " block " + std::to_string(b);
+          ASSERT_EQ(std::memcmp(&s.d, &f.d, sizeof s.d), 0) << where;
+          ASSERT_EQ(s.sum, f.sum) << where;
+          ASSERT_EQ(std::memcmp(s.q, f.q, sizeof s.q), 0) << where;
+        }
       }
     }
   }
