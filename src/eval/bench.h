@@ -136,13 +136,16 @@ struct MatvecResult {
 // bench keeps `copies` copies of the weights (enough for max(4x the L3, 1 GiB) in total, at most
 // kMaxCopies) and each call uses the next one. The 1 GiB floor matters where the L3 the system
 // reports is smaller than the cache the process really sees (a VM on a host with stacked L3):
-// with 4x a reported 32 MiB, 8-bit formats measured up to 169% of the DRAM probe. Each copy is given the kernel's layout with
-// PrepareWeightForIsa, as the runtime does at load time.
+// with 4x a reported 32 MiB, 8-bit formats measured up to 169% of the DRAM probe. Each copy is
+// given the kernel's layout with PrepareWeightForIsa, as the runtime does at load time. `resident`
+// keeps a single copy instead, reused by every call: with a matrix that fits the caches this
+// measures the kernel's own compute rate (what it could stream at most), the diagnostic for a
+// kernel that stays under the DRAM line.
 class MatvecBench {
  public:
   static constexpr int64_t kMaxCopies = 256;
   static constexpr int64_t kMinStreamBytes = int64_t{1} << 30;
-  MatvecBench(const BenchMatrix& matrix, kernels::Isa isa, int64_t l3_bytes);
+  MatvecBench(const BenchMatrix& matrix, kernels::Isa isa, int64_t l3_bytes, bool resident = false);
   MatvecBench(const MatvecBench&) = delete;
   MatvecBench& operator=(const MatvecBench&) = delete;
 

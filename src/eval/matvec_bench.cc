@@ -126,7 +126,8 @@ std::string KernelNameFor(const Format* format, kernels::Isa isa) {
   return "fallback";
 }
 
-MatvecBench::MatvecBench(const BenchMatrix& matrix, kernels::Isa isa, int64_t l3_bytes)
+MatvecBench::MatvecBench(const BenchMatrix& matrix, kernels::Isa isa, int64_t l3_bytes,
+                         bool resident)
     : isa_(isa),
       rows_(matrix.rows),
       cols_(matrix.cols),
@@ -134,8 +135,10 @@ MatvecBench::MatvecBench(const BenchMatrix& matrix, kernels::Isa isa, int64_t l3
       kernel_(KernelNameFor(matrix.format.get(), isa)) {
   const int64_t stride = (weight_bytes_ + 63) / 64 * 64;
   const int64_t n_copies =
-      std::clamp<int64_t>((std::max(4 * l3_bytes, kMinStreamBytes) + weight_bytes_ - 1) / weight_bytes_,
-                          1, kMaxCopies);
+      resident ? 1
+               : std::clamp<int64_t>(
+                     (std::max(4 * l3_bytes, kMinStreamBytes) + weight_bytes_ - 1) / weight_bytes_,
+                     1, kMaxCopies);
   copies_ = AlignedBytes(n_copies * stride);
   views_.resize(static_cast<size_t>(n_copies));
   for (int64_t c = 0; c < n_copies; ++c) {

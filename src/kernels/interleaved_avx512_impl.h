@@ -18,10 +18,18 @@ namespace {
 
 #define IL_INLINE LOWBIT_SIMD_INLINE
 
-// Units requested ahead of the one being read (software prefetch of every line). 24 measured a
-// little better than 8 on a 2-core Xeon VM (docs/results/bench/README.md); the stream is
-// sequential, so only the distance matters.
-constexpr int64_t kIlPrefetchUnits = 24;
+// Software prefetch: the bytes kIlPrefetchBytes ahead of the unit being read, every line of a
+// unit's length, into L2 (T1). On a 2-core Xeon VM (docs/results/bench/README.md) L2 beat L1 (T0)
+// by about 10 points of the DRAM probe for the 4- and 5-bit formats: an L1 prefetch holds one of
+// the core's few line-fill buffers until the line arrives, an L2 one only a superqueue entry, so
+// more lines are in flight. 12 KiB measured better than 8 or 16 KiB (and than the former 24
+// units, 7-13 KiB depending on the format); the stream is sequential, so only the distance matters.
+constexpr int64_t kIlPrefetchBytes = 12 * 1024;
+
+IL_INLINE void PrefetchUnitAhead(const uint8_t* p, int64_t unit_bytes) {
+  const char* ahead = reinterpret_cast<const char*>(p + kIlPrefetchBytes);
+  for (int64_t line = 0; line < unit_bytes; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T1);
+}
 
 using avx512::Bcast32;
 using avx512::DecodeCodes;
@@ -84,12 +92,7 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
   constexpr int64_t kCodeBytes = 64 * kBits;
   constexpr int64_t kScaleBytes = kSegs * 16 * (kScale == IlScale::kF16 ? 2 : 1);
   for (int64_t u = 0; u < c.units; ++u, p += c.unit_bytes) {
-    {
-      // The unit kIlPrefetchUnits ahead, every line of it (a unit is 5 to 9 lines).
-      const char* ahead = reinterpret_cast<const char*>(p + kIlPrefetchUnits * c.unit_bytes);
-      for (int64_t line = 0; line < c.unit_bytes; line += 64)
-        _mm_prefetch(ahead + line, _MM_HINT_T0);
-    }
+    PrefetchUnitAhead(p, c.unit_bytes);  // a unit is 5 to 9 lines
     // One set of scale (and min) fields for the unit's kUB blocks of 32.
     __m512 s[kSegs];
     LoadScales<kSegs, kScale, kSigned, kLut6>(p + kUB * kCodeBytes, d, s);
@@ -194,11 +197,7 @@ IL_INLINE void Group8(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
   const __m512i zero = _mm512_setzero_si512();
   const uint8_t* p = c.base + g * c.units * c.unit_bytes;
   for (int64_t u = 0; u < c.units; ++u, p += c.unit_bytes) {
-    {
-      const char* ahead = reinterpret_cast<const char*>(p + kIlPrefetchUnits * c.unit_bytes);
-      for (int64_t line = 0; line < c.unit_bytes; line += 64)
-        _mm_prefetch(ahead + line, _MM_HINT_T0);
-    }
+    PrefetchUnitAhead(p, c.unit_bytes);
     __m512 s[kSegs];
     LoadScales<kSegs, IlScale::kExp, kSigned, 0>(p + 512, d, s);
     constexpr int kPerSeg = 8 / kSegs;

@@ -82,6 +82,9 @@ TEST(BenchCli, QuickJsonReportsEveryFormatLevelThreadCountShapeAndN) {
     EXPECT_GT(row["fraction_of_dram"].get<double>(), 0.0);
     EXPECT_GT(row["speedup_vs_f32"].get<double>(), 0.0);
     EXPECT_LE(row["seconds"].get<double>(), row["seconds_median"].get<double>());
+    // Without --resident every call streams another copy: the quick shapes are far below the
+    // 128 MiB floor of the copies' total.
+    EXPECT_GT(row["copies"].get<int64_t>(), 1) << row.dump();
     // Storage bytes, computed by hand: f32 4 bytes per weight; q4_0 18 bytes per 32 weights
     // (fp16 scale + 16 bytes of nibbles); mxfp4 17 bytes per 32 (E8M0 scale + 16 bytes).
     const int64_t weights = rows * cols;
@@ -122,6 +125,25 @@ TEST(BenchCli, QuickJsonReportsEveryFormatLevelThreadCountShapeAndN) {
   EXPECT_EQ(j["e2e_skipped"], "--no-e2e");
 }
 
+// --resident reuses one copy of each matrix (the kernels' cache-resident compute rate), says so
+// in the JSON settings and in the table, and prints no DRAM target verdict (it does not apply).
+TEST(BenchCli, ResidentReusesOneCopyAndGivesNoTargetVerdict) {
+  const std::string args =
+      "bench --quick --no-e2e --resident --formats q4_0 --threads 1 --n 1 --shapes 64x256";
+  const CliRun j_run = RunCli(args + " --json");
+  ASSERT_EQ(j_run.exit_code, 0) << j_run.out;
+  const nlohmann::json j = nlohmann::json::parse(j_run.out);
+  EXPECT_EQ(j["settings"]["resident"], true);
+  ASSERT_FALSE(j["matvec"].empty());
+  for (const nlohmann::json& row : j["matvec"])
+    EXPECT_EQ(row["copies"].get<int64_t>(), 1) << row.dump();
+  const CliRun table = RunCli(args);
+  ASSERT_EQ(table.exit_code, 0) << table.out;
+  EXPECT_NE(table.out.find("--resident: one copy"), std::string::npos) << table.out;
+  EXPECT_EQ(table.out.find("Target:"), std::string::npos) << table.out;
+  EXPECT_EQ(table.out.find("NOT met"), std::string::npos) << table.out;
+}
+
 // --e2e-formats stored: a calibrated (AQLM) file decodes as stored, next to its f32 expansion,
 // and the bytes ratio is that of the packed matrices.
 TEST(BenchCli, E2eStoredDecodesAnAqlmFileAsStored) {
@@ -134,8 +156,9 @@ TEST(BenchCli, E2eStoredDecodesAnAqlmFileAsStored) {
                    " --method aqlm:aqlm_2x8g8 --calib self --calib-seqs 2 --calib-len 32")
                 .exit_code,
             0);
-  const CliRun r = RunCli("bench --quick --json --formats q4_0 --threads 1 --shapes 64x64 --n 1 -m " +
-                          aqlm + " --e2e-formats stored --e2e-tokens 4");
+  const CliRun r =
+      RunCli("bench --quick --json --formats q4_0 --threads 1 --shapes 64x64 --n 1 -m " + aqlm +
+             " --e2e-formats stored --e2e-tokens 4");
   std::filesystem::remove(aqlm);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const nlohmann::json j = nlohmann::json::parse(r.out);
