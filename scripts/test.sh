@@ -19,8 +19,14 @@ echo "== asan-ubsan build (unit tests)"
 cmake --preset asan-ubsan >/dev/null
 cmake --build --preset asan-ubsan -j "$jobs" --target lowbit_unit_tests lowbit_cli
 echo "== asan-ubsan unit tests"
+# Two whole-model AQLM quality tests (held-out KLD with and without fine-tuning; calibrated vs
+# calibration-free encoder) took 523 s and 99 s here at -O0 (the job: 593 s wall for 1,175 s of
+# tests on 2 cores), against 27 s and 5.5 s in the release run above, which keeps checking them.
+# Their code paths stay under the sanitizers through the AQLM resume and thread-count tests
+# (AqlmModel.*, AqlmModelFineTune.*).
+asan_skip='^(AqlmModelFineTune\.HeldOutKldNoWorseThanWithoutFineTuning|AqlmModel\.CalibratedTrainingBeatsTheCalibrationFreeEncoder)$'
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build/asan-ubsan --output-on-failure -j "$jobs" -L unit --timeout 1200
+  ctest --test-dir build/asan-ubsan --output-on-failure -j "$jobs" -L unit -E "$asan_skip" --timeout 1200
 
 # 20 s per fuzzer here (scripts/fuzz.sh alone defaults to 45): on a slow 2-core VM the whole
 # script took 33 min with 45 s, over the 30-minute CI budget; the seed corpora still run in full.

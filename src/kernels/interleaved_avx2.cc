@@ -75,8 +75,6 @@ IL_INLINE void LoadScales(const uint8_t* p, const IlDesc& d, __m256* s) {
   }
 }
 
-constexpr int64_t kIlPrefetchBytes = 12 * 1024;
-
 struct IlCtx {
   const MatmulArgs* a;
   const IlDesc* d;
@@ -112,8 +110,8 @@ IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
   constexpr int64_t kScaleBytes = kSegs * 16 * (kScale == IlScale::kF16 ? 2 : 1);
   const int64_t fh = kScale == IlScale::kF16 ? 16 * h : 8 * h;  // scale bytes of this half
   for (int64_t u = 0; u < c.units; ++u, p += c.unit_bytes) {
-    // The first half's pass streams the group from DRAM: every line 12 KiB ahead, into L2 (as
-    // interleaved_avx512_impl.h does, which says why). The second half finds the group in L2.
+    // The first half's pass streams the group from DRAM: every line kIlPrefetchBytes ahead, into
+    // L2 (interleaved.h says why). The second half finds the group in L2.
     if (h == 0) {
       const char* ahead = reinterpret_cast<const char*>(p + kIlPrefetchBytes);
       for (int64_t line = 0; line < c.unit_bytes; line += 64)

@@ -18,14 +18,7 @@ namespace {
 
 #define IL_INLINE LOWBIT_SIMD_INLINE
 
-// Software prefetch: the bytes kIlPrefetchBytes ahead of the unit being read, every line of a
-// unit's length, into L2 (T1). On a 2-core Xeon VM (docs/results/bench/README.md) L2 beat L1 (T0)
-// by about 10 points of the DRAM probe for the 4- and 5-bit formats: an L1 prefetch holds one of
-// the core's few line-fill buffers until the line arrives, an L2 one only a superqueue entry, so
-// more lines are in flight. 12 KiB measured better than 8 or 16 KiB (and than the former 24
-// units, 7-13 KiB depending on the format); the stream is sequential, so only the distance matters.
-constexpr int64_t kIlPrefetchBytes = 12 * 1024;
-
+// Every line of the unit kIlPrefetchBytes ahead (interleaved.h), into L2.
 IL_INLINE void PrefetchUnitAhead(const uint8_t* p, int64_t unit_bytes) {
   const char* ahead = reinterpret_cast<const char*>(p + kIlPrefetchBytes);
   for (int64_t line = 0; line < unit_bytes; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T1);

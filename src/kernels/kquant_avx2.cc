@@ -68,7 +68,7 @@ KQ_INLINE void HalvesQ4K(const Ctx& c, int64_t g, int h0, int64_t t0, __m256* ou
     const int jn = static_cast<int>(std::min<int64_t>(8, c.units - 8 * s));
     for (int j = 0; j < jn; ++j) {
       const uint8_t* pc = p + 320 + 256 * j;
-      // Into L2, as the row-interleaved kernels do (interleaved_avx512_impl.h says why).
+      // Into L2, as the row-interleaved kernels do (kIlPrefetchBytes in interleaved.h says why).
       if (h0 == 0) {
         for (int l = 0; l < 4; ++l) {
           _mm_prefetch(reinterpret_cast<const char*>(pc + 4 * kKqQ4KRecord + 64 * l), _MM_HINT_T1);
