@@ -90,4 +90,45 @@ Result<std::vector<std::vector<int32_t>>> SampleCalibration(const LlamaModel& mo
                                                             const AqlmOptions& options,
                                                             const AqlmProgressFn& progress = nullptr);
 
+// ---- Global (end-to-end) fine-tuning (src/quant/aqlm/global_finetune.h) ----
+// After QuantizeModelAqlm: the codebooks and row scales of every AQLM matrix and every norm gain
+// (codes, embeddings and classifier frozen) are tuned by Adam so that the student's next-token
+// distribution matches the teacher's (mean KL(teacher || student) over the calibration tokens,
+// full vocabulary), keeping the best point on held-out sequences.
+struct AqlmGlobalFineTuneOptions {
+  int epochs = 4;                // passes over the training sequences (>= 1)
+  double lr = 3e-3;              // relative: each parameter group moves ~lr * its RMS per step
+  int64_t batch_sequences = 8;   // training sequences per Adam step (>= 1)
+  double val_fraction = 0.125;   // share of sequences held out for keep-best (at least one)
+  bool tune_norms = true;        // false: only codebooks and scales move
+  int n_threads = 2;
+};
+
+struct AqlmGlobalFineTuneProgress {
+  enum class Stage { kTeacher, kValidation, kStep };
+  Stage stage = Stage::kStep;
+  int epoch = 0, epochs = 0;   // kValidation: epoch 0 is the untrained model
+  int64_t step = 0, steps = 0;  // kStep: steps done / in all; kTeacher: sequences done / in all
+  double kl = 0.0;             // kStep: the batch's training KL (before the step); kValidation: held-out KL
+  bool best = false;           // kValidation: the best point so far
+  double elapsed_seconds = 0.0, eta_seconds = 0.0;
+};
+using AqlmGlobalFineTuneProgressFn = std::function<void(const AqlmGlobalFineTuneProgress&)>;
+
+struct AqlmGlobalFineTuneResult {
+  double val_before = 0.0, val_after = 0.0;  // held-out KL: untrained, kept point
+  int best_epoch = 0;                         // 0: nothing improved, the student is unchanged
+  int64_t n_train = 0, n_val = 0;             // sequences in each split
+  int64_t steps = 0;
+};
+
+// student: every block's seven matrices are aqlm tensors (a file QuantizeModelAqlm wrote);
+// teacher: the same architecture (the model it was quantized from). sequences: >= 2 token
+// sequences of one length >= 2. Updates *student in place (new packed tensors it owns, tuned norm
+// gains). Errors (named): mismatched models, a matrix that is not aqlm, bad sequences or options.
+Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher, LlamaModel* student,
+                                                    const std::vector<std::vector<int32_t>>& sequences,
+                                                    const AqlmGlobalFineTuneOptions& options,
+                                                    const AqlmGlobalFineTuneProgressFn& progress = nullptr);
+
 }  // namespace lowbit

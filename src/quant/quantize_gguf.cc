@@ -181,7 +181,7 @@ Result<QuantizeReport> QuantizeGgufFile(const std::string& in_path, const std::s
       if (t != nullptr && !w->is_f32() && w->data != t->data) prequantized[name] = w;
     }
   }
-  // Norm gains a calibrated method tuned (AQLM block fine-tuning), by GGUF name; written as f32
+  // Norm gains a calibrated method tuned (AQLM block or global fine-tuning), by GGUF name; written as f32
   // where the input stores f32 gains, so the file keeps the gains its codebooks were tuned for.
   std::map<std::string, const std::vector<float>*> tuned_norms;
   if (options.prequantized != nullptr) {
@@ -191,6 +191,7 @@ Result<QuantizeReport> QuantizeGgufFile(const std::string& in_path, const std::s
       tuned_norms[blk + "attn_norm.weight"] = &layers[l].attn_norm;
       tuned_norms[blk + "ffn_norm.weight"] = &layers[l].ffn_norm;
     }
+    tuned_norms["output_norm.weight"] = &options.prequantized->output_norm;  // global fine-tuning
   }
 
   QuantizeReport report;

@@ -140,6 +140,56 @@ TEST(CliQuantize, AqlmFineTuneWritesTunedNorms) {
   EXPECT_GT(e["top1_agreement"].get<double>(), 0.5);
 }
 
+// finetune-aqlm on a file quantize wrote: JSON result, the tuned codebooks written next to the
+// frozen rest, a lower KLD against the teacher on unseen text; a student that is not AQLM is bad
+// input (exit 2, no output file).
+TEST(CliFinetuneAqlm, TunesAnAqlmFileAgainstItsTeacher) {
+  const std::string model = SharedDataPath("stories260K/stories260K.gguf");
+  const std::string text = SharedDataPath("text/tinystories_valid_head.txt");
+  LOWBIT_REQUIRE_FILE(model);
+  LOWBIT_REQUIRE_FILE(text);
+  const fs::path dir = TempDir("aqlm_global");
+  const std::string student = (dir / "student.gguf").string(), out = (dir / "tuned.gguf").string();
+  {
+    // Calibration from the start of the text; the evaluation below reads from far past it.
+    std::ifstream in(text);
+    std::string head(60000, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    std::ofstream(dir / "calib.txt") << head;
+    in.seekg(200000);
+    std::string tail(60000, '\0');
+    in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+    tail.resize(static_cast<size_t>(in.gcount()));
+    std::ofstream(dir / "unseen.txt") << tail;
+  }
+  const std::string calib = (dir / "calib.txt").string();
+  ASSERT_EQ(RunCli("quantize -m " + model + " -o " + student + " --method aqlm:aqlm_2x8g8 --calib " + calib +
+                   " --calib-seqs 8 --calib-len 128 -q").exit_code, 0);
+  CliRun r = RunCli("finetune-aqlm -m " + student + " --teacher " + model + " -o " + out + " --calib " + calib +
+                    " --calib-seqs 16 --calib-len 128 --epochs 3 --batch 4 --lr 1e-3 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["train_sequences"], 14);
+  EXPECT_EQ(j["val_sequences"], 2);
+  EXPECT_EQ(j["steps"], 12);
+  EXPECT_GT(j["best_epoch"].get<int>(), 0);
+  EXPECT_LT(j["val_kl_after"].get<double>(), j["val_kl_before"].get<double>());
+  auto kld = [&](const std::string& m) {
+    const nlohmann::json e = nlohmann::json::parse(
+        RunCli("eval -m " + m + " --reference " + model + " --text " + (dir / "unseen.txt").string() +
+               " --ctx 128 --chunks 8 --json").out);
+    return e["kld_mean"].get<double>();
+  };
+  const double before = kld(student), after = kld(out);
+  std::printf("stories260K 2x8g8 KLD on unseen text: %.5f -> %.5f after finetune-aqlm\n", before, after);
+  EXPECT_LT(after, before);
+
+  const std::string bad = (dir / "bad.gguf").string();
+  EXPECT_EQ(RunCli("finetune-aqlm -m " + model + " --teacher " + model + " -o " + bad + " --calib " + calib +
+                   " --calib-seqs 4 -q").exit_code, 2);
+  EXPECT_FALSE(fs::exists(bad));
+}
+
 TEST(CliSweep, WritesTableCsvJsonAndPlot) {
   const std::string model = SharedDataPath("stories260K/stories260K.bin");
   const std::string text = SharedDataPath("text/tinystories_valid_head.txt");

@@ -34,24 +34,6 @@ namespace {
 
 using aqlm::kBlockMatrices;
 
-std::string ReadText() {
-  std::ifstream in(testing::SharedDataPath("text/tinystories_valid_head.txt"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// n sequences of len tokens from the text starting at char offset `from`.
-std::vector<std::vector<int32_t>> Sequences(const Tokenizer& tok, const std::string& text, size_t from,
-                                            int n, int len) {
-  std::vector<int32_t> ids = tok.Encode(text.substr(from, 40000), true);
-  std::vector<std::vector<int32_t>> out;
-  for (int s = 0; s < n && static_cast<size_t>((s + 1) * len) <= ids.size(); ++s) {
-    out.emplace_back(ids.begin() + s * len, ids.begin() + (s + 1) * len);
-  }
-  return out;
-}
-
 const WeightView* Matrix(const LayerWeights& l, int i) {
   const WeightView* v[kBlockMatrices] = {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down};
   return v[i];
@@ -101,7 +83,7 @@ bool LoadStories(Fixture* f) {
   auto loaded = LoadModelWithTokenizer(testing::SharedDataPath("stories260K/stories260K.gguf"));
   if (!loaded.ok()) return false;
   f->loaded = std::move(*loaded);
-  f->text = ReadText();
+  f->text = testing::ReadStoriesText();
   return true;
 }
 
@@ -118,7 +100,7 @@ bool LoadStories(Fixture* f) {
 TEST(AqlmBlockBackward, ForwardMatchesTheRuntimeBlock) {
   REQUIRE_STORIES(f);
   const LlamaModel& m = f.loaded.model;
-  const auto seqs = Sequences(*f.loaded.tokenizer, f.text, 0, 3, 24);
+  const auto seqs = testing::TokenSequences(*f.loaded.tokenizer, f.text, 0, 3, 24);
   ASSERT_EQ(seqs.size(), 3u);
   const std::vector<float> x = Embeddings(m, seqs);
   ThreadPool pool(2);
@@ -189,7 +171,7 @@ TEST(AqlmBlockBackward, GradientsMatchFiniteDifferences) {
   for (RopeLayout layout : {RopeLayout::kAdjacentPairs, RopeLayout::kNeox}) {
     LlamaConfig cl = c;
     cl.rope_layout = layout;
-    const auto seqs = Sequences(*f.loaded.tokenizer, f.text, 1000, 2, 12);
+    const auto seqs = testing::TokenSequences(*f.loaded.tokenizer, f.text, 1000, 2, 12);
     ASSERT_EQ(seqs.size(), 2u);
     const std::vector<float> x = Embeddings(m, seqs);
     ThreadPool pool(2);
@@ -276,7 +258,7 @@ TEST(AqlmBlockFineTune, ChainRuleMatchesFiniteDifferences) {
   REQUIRE_STORIES(f);
   const LlamaModel& m = f.loaded.model;
   const LlamaConfig& c = m.config;
-  const auto seqs = Sequences(*f.loaded.tokenizer, f.text, 3000, 2, 12);
+  const auto seqs = testing::TokenSequences(*f.loaded.tokenizer, f.text, 3000, 2, 12);
   ASSERT_EQ(seqs.size(), 2u);
   const std::vector<float> x = Embeddings(m, seqs);
   ThreadPool pool(2);
@@ -377,7 +359,7 @@ struct BlockSetup {
 BlockSetup MakeBlockSetup(const Fixture& f, ThreadPool& pool) {
   const LlamaModel& m = f.loaded.model;
   BlockSetup s;
-  const auto seqs = Sequences(*f.loaded.tokenizer, f.text, 5000, 8, 48);
+  const auto seqs = testing::TokenSequences(*f.loaded.tokenizer, f.text, 5000, 8, 48);
   EXPECT_EQ(seqs.size(), 8u);
   s.x = Embeddings(m, seqs);
   const std::vector<double> freqs = RopeFrequencies(m.config, m.rope_freq_factors);
@@ -533,7 +515,7 @@ TEST(AqlmModelFineTune, HeldOutKldNoWorseThanWithoutFineTuning) {
   const LlamaModel& m = f.loaded.model;
   AqlmOptions o;
   o.scheme = "aqlm_2x8g8";
-  o.calibration = Sequences(*f.loaded.tokenizer, f.text, 0, 8, 128);
+  o.calibration = testing::TokenSequences(*f.loaded.tokenizer, f.text, 0, 8, 128);
   ASSERT_EQ(o.calibration.size(), 8u);
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
@@ -575,7 +557,7 @@ TEST(AqlmModelFineTune, HeldOutKldNoWorseThanWithoutFineTuning) {
 AqlmOptions SmallFineTuneOptions(const Fixture& f) {
   AqlmOptions o;
   o.scheme = "aqlm_2x8g8";
-  o.calibration = Sequences(*f.loaded.tokenizer, f.text, 0, 4, 48);
+  o.calibration = testing::TokenSequences(*f.loaded.tokenizer, f.text, 0, 4, 48);
   o.max_iterations = 2;
   o.fine_tune = true;
   o.fine_tune_steps = 6;

@@ -21,25 +21,6 @@
 namespace lowbit {
 namespace {
 
-std::string ReadText() {
-  std::ifstream in(testing::SharedDataPath("text/tinystories_valid_head.txt"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// n sequences of len tokens from the text starting at char offset `from` (calibration and
-// evaluation use disjoint parts of the file).
-std::vector<std::vector<int32_t>> Sequences(const Tokenizer& tok, const std::string& text,
-                                            size_t from, int n, int len) {
-  std::vector<int32_t> ids = tok.Encode(text.substr(from, 40000), true);
-  std::vector<std::vector<int32_t>> out;
-  for (int s = 0; s < n && static_cast<size_t>((s + 1) * len) <= ids.size(); ++s) {
-    out.emplace_back(ids.begin() + s * len, ids.begin() + (s + 1) * len);
-  }
-  return out;
-}
-
 std::vector<const WeightView*> Linears(const LlamaModel& m) {
   std::vector<const WeightView*> v;
   for (const auto& l : m.layers)
@@ -81,7 +62,7 @@ TEST(AqlmModel, CheckpointResumeGivesTheSameBytes) {
   ASSERT_TRUE(loaded.ok());
   AqlmOptions o;
   o.scheme = "aqlm_2x8g8";
-  o.calibration = Sequences(*loaded->tokenizer, ReadText(), 0, 4, 64);
+  o.calibration = testing::TokenSequences(*loaded->tokenizer, testing::ReadStoriesText(), 0, 4, 64);
   ASSERT_EQ(o.calibration.size(), 4u);
   o.max_iterations = 2;
   auto full = QuantizeModelAqlm(loaded->model, o);
@@ -129,10 +110,10 @@ TEST(AqlmModel, CalibratedTrainingBeatsTheCalibrationFreeEncoder) {
   LOWBIT_REQUIRE_FILE(path);
   auto loaded = LoadModelWithTokenizer(path);
   ASSERT_TRUE(loaded.ok());
-  const std::string text = ReadText();
+  const std::string text = testing::ReadStoriesText();
   AqlmOptions o;
   o.scheme = "aqlm_2x8g8";
-  o.calibration = Sequences(*loaded->tokenizer, text, 0, 8, 128);
+  o.calibration = testing::TokenSequences(*loaded->tokenizer, text, 0, 8, 128);
   auto trained = QuantizeModelAqlm(loaded->model, o);
   ASSERT_TRUE(trained.ok()) << trained.status().message();
   // The same format, calibration-free, on the same matrices.

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <string>
+#include <vector>
 
 #include "lowbit/model.h"
 #include "lowbit/status.h"
@@ -30,6 +31,20 @@ struct ActivationCliOptions {
 };
 Status ApplyActivationFormats(const ActivationCliOptions& options, LlamaModel& model);
 
+// --calib / --calib-seqs / --calib-len of the calibrated methods.
+struct CalibrationCliOptions {
+  std::string calib = "self";  // text file, or "self": sample from the unquantized model
+  int64_t sequences = 32;
+  int64_t length = 128;
+  void AddTo(CLI::App* cmd);
+};
+// The text cut into `sequences` sequences of BOS + (length - 1) tokens, or (calib "self")
+// sequences sampled from loaded.model (temperature 1, seed 0: the same ones on every run),
+// with progress on stderr unless quiet.
+Result<std::vector<std::vector<int32_t>>> CalibrationSequences(const CalibrationCliOptions& options,
+                                                               const LoadedModel& loaded, int threads,
+                                                               bool quiet);
+
 void AddFormatsCommand(CLI::App& app, int* exit_code);
 void AddQdqCommand(CLI::App& app, int* exit_code);
 void AddRunCommand(CLI::App& app, int* exit_code);
@@ -38,5 +53,6 @@ void AddQuantizeCommand(CLI::App& app, int* exit_code);
 void AddSweepCommand(CLI::App& app, int* exit_code);
 void AddBenchCommand(CLI::App& app, int* exit_code);
 void AddExportHfAqlmCommand(CLI::App& app, int* exit_code);
+void AddFinetuneAqlmCommand(CLI::App& app, int* exit_code);
 
 }  // namespace lowbit::cli

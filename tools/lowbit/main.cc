@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   AddSweepCommand(app, &exit_code);
   AddBenchCommand(app, &exit_code);
   AddExportHfAqlmCommand(app, &exit_code);
+  AddFinetuneAqlmCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

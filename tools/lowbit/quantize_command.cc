@@ -37,9 +37,7 @@ struct QuantizeCliOptions {
   std::string report;
   // Calibrated methods: "rtn" (default) or "aqlm:SCHEME" (docs/formats/additive.md).
   std::string method = "rtn";
-  std::string calib = "self";  // text file, or "self": sample from the unquantized model
-  int64_t calib_sequences = 32;
-  int64_t calib_length = 128;
+  CalibrationCliOptions calibration;
   int beam = 1;
   int fine_tune_steps = 0;  // AQLM block fine-tuning: Adam steps per block, 0 = off
   double fine_tune_lr = 1e-3;
@@ -136,8 +134,8 @@ void PrintSummary(const QuantizeCliOptions& o, const QuantizeReport& r) {
 Result<LlamaModel> RunAqlm(const QuantizeCliOptions& o, const LoadedModel& loaded) {
   AqlmOptions a;
   a.scheme = o.method.substr(o.method.find(':') + 1);
-  a.n_sequences = o.calib_sequences;
-  a.seq_len = o.calib_length;
+  a.n_sequences = o.calibration.sequences;
+  a.seq_len = o.calibration.length;
   a.beam_width = o.beam;
   a.fine_tune = o.fine_tune_steps > 0;
   if (a.fine_tune) a.fine_tune_steps = o.fine_tune_steps;
@@ -145,36 +143,11 @@ Result<LlamaModel> RunAqlm(const QuantizeCliOptions& o, const LoadedModel& loade
   a.checkpoint_dir = o.checkpoint_dir;
   a.n_threads = o.threads;
   a.bos = std::max(0, loaded.tokenizer->bos());
-  if (o.calib != "self") {
-    std::ifstream in(o.calib, std::ios::binary);
-    if (!in) return NotFound(o.calib + ": cannot open the calibration text");
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const std::vector<int32_t> ids = loaded.tokenizer->Encode(text, false);
-    const int64_t body = o.calib_length - 1;  // each sequence: BOS + body
-    for (int64_t s = 0; s < o.calib_sequences && (s + 1) * body <= static_cast<int64_t>(ids.size());
-         ++s) {
-      std::vector<int32_t> seq = {a.bos};
-      seq.insert(seq.end(), ids.begin() + s * body, ids.begin() + (s + 1) * body);
-      a.calibration.push_back(std::move(seq));
-    }
-    if (a.calibration.empty()) {
-      return InvalidArgument(o.calib + ": fewer than --calib-len tokens of calibration text");
-    }
-  }
-  fmt::print(stderr, "aqlm {}: calibration {} ({} sequences of {} tokens)\n", a.scheme, o.calib,
-             a.calibration.empty() ? a.n_sequences : static_cast<int64_t>(a.calibration.size()),
-             a.seq_len);
+  fmt::print(stderr, "aqlm {}: calibration {} ({} sequences of {} tokens)\n", a.scheme, o.calibration.calib,
+             o.calibration.sequences, o.calibration.length);
+  LOWBIT_ASSIGN_OR_RETURN(a.calibration, CalibrationSequences(o.calibration, loaded, o.threads, o.quiet));
   return QuantizeModelAqlm(loaded.model, a, [&](const AqlmProgress& p) {
     if (o.quiet) return;
-    if (p.calibration_done >= 0) {
-      // About 16 lines for the whole sampling.
-      const int64_t every = std::max<int64_t>(1, p.calibration_total / 16);
-      if (p.calibration_done % every == 0 || p.calibration_done == p.calibration_total) {
-        fmt::print(stderr, "[calibration] sampled {}/{} sequences, {:.0f} s, ETA {:.0f} s\n",
-                   p.calibration_done, p.calibration_total, p.elapsed_seconds, p.eta_seconds);
-      }
-      return;
-    }
     if (p.fine_tune) {
       fmt::print(stderr,
                  "[layer {}/{}] {:<24} block MSE val {:.4g} -> {:.4g}, train {:.4g} -> {:.4g} "
@@ -269,13 +242,7 @@ void AddQuantizeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--method", o->method,
                   "rtn (round to nearest, default) or aqlm:SCHEME (e.g. aqlm:aqlm_2x8g8): "
                   "calibrated additive codebooks for the linear layers")->capture_default_str();
-  cmd->add_option("--calib", o->calib,
-                  "AQLM calibration: a text file, or 'self' (sampled from the model)")
-      ->capture_default_str();
-  cmd->add_option("--calib-seqs", o->calib_sequences, "AQLM calibration sequences")
-      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000}));
-  cmd->add_option("--calib-len", o->calib_length, "AQLM tokens per calibration sequence")
-      ->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+  o->calibration.AddTo(cmd);
   cmd->add_option("--beam", o->beam, "AQLM beam width of the code search")
       ->capture_default_str()->check(CLI::Range(1, 4096));
   cmd->add_option("--fine-tune-steps", o->fine_tune_steps,

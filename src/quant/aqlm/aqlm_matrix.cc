@@ -5,7 +5,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "kernels/dense_f64.h"
+#include "kernels/dense.h"
 #include "runtime/thread_pool.h"
 
 namespace lowbit::aqlm {
@@ -77,14 +77,14 @@ class Trainer {
  private:
   double* row(std::vector<double>& v, int64_t r) { return &v[static_cast<size_t>(r * cp_)]; }
 
-  // y = x H for every row of x: (rows_, cp_), by the dense kernel (kernels/dense_f64.h), whose
+  // y = x H for every row of x: (rows_, cp_), by the dense kernel (kernels/dense.h), whose
   // per-element summation order does not depend on the ISA level or the row split.
   void MultiplyH(const double* x, double* y) const {
     constexpr int64_t kRowBlock = 16;
     const int64_t blocks = (rows_ + kRowBlock - 1) / kRowBlock;
     ParallelFor(o_.pool, blocks, [&](int64_t blk) {
       const int64_t r0 = blk * kRowBlock, r1 = std::min(rows_, r0 + kRowBlock);
-      kernels::MultiplyRowsF64({x, h_.data(), y, cp_, cp_}, r0, r1);
+      kernels::MultiplyRows<double>({x, h_.data(), y, cp_, cp_}, r0, r1);
     });
   }
 

@@ -7,7 +7,7 @@
 
 #include "formats/additive.h"
 #include "io/file_io.h"
-#include "kernels/dense_f64.h"
+#include "kernels/dense.h"
 #include "lowbit/aqlm.h"
 #include "lowbit/format_registry.h"
 #include "quant/aqlm/aqlm_matrix.h"
@@ -47,7 +47,7 @@ class Fingerprint {
 // h (cols, cols) += x^T x for x (n, cols), in double; row a of h is one task (upper triangle, then
 // mirrored), tokens in order, so the sums do not depend on the thread count.
 // h (cols, cols) = X^T X over the n rows of x, in double: every element the same token-order fma
-// chain whatever the thread count or ISA (kernels/dense_f64.h), so h comes out exactly symmetric.
+// chain whatever the thread count or ISA (kernels/dense.h), so h comes out exactly symmetric.
 void AccumulateH(const float* x, int64_t n, int64_t cols, std::vector<double>& h, ThreadPool& pool) {
   std::vector<double> xd(static_cast<size_t>(n * cols)), xt(xd.size());
   for (int64_t t = 0; t < n; ++t) {
@@ -58,9 +58,9 @@ void AccumulateH(const float* x, int64_t n, int64_t cols, std::vector<double>& h
   }
   h.assign(static_cast<size_t>(cols * cols), 0.0);
   constexpr int64_t kRowBlock = 16;
-  const kernels::DenseF64Args args{xt.data(), xd.data(), h.data(), n, cols};
+  const kernels::DenseArgs<double> args{xt.data(), xd.data(), h.data(), n, cols};
   pool.ParallelFor((cols + kRowBlock - 1) / kRowBlock, [&](int64_t blk, int) {
-    kernels::MultiplyRowsF64(args, blk * kRowBlock, std::min(cols, (blk + 1) * kRowBlock));
+    kernels::MultiplyRows<double>(args, blk * kRowBlock, std::min(cols, (blk + 1) * kRowBlock));
   });
 }
 

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/dense.h"
+#include "quant/aqlm/rms_norm.h"
 #include "runtime/ops.h"
 #include "runtime/thread_pool.h"
 
@@ -12,8 +14,9 @@ namespace {
 
 inline size_t Sz(int64_t a, int64_t b = 1) { return static_cast<size_t>(a * b); }
 
-constexpr int64_t kTokenBlock = 16;  // tokens per task of the products over tokens
-constexpr int64_t kRowBlock = 8;     // weight rows per task of the dW products
+// Multiples of the AVX-512 dense tile height (6 rows), so tasks have no partial tiles but the last.
+constexpr int64_t kTokenBlock = 48;  // tokens per task of the products over the feature axis
+constexpr int64_t kRowBlock = 24;    // weight rows per task of the dW products
 
 // Dot product with 8 independent lanes (fixed order: independent of threads and alignment).
 template <class T>
@@ -28,58 +31,47 @@ T Dot(const T* a, const T* b, int64_t n) {
   return s;
 }
 
-// y (n, rows) = x (n, cols) w^T, w (rows, cols).
+// y (n, rows) = a (n, depth) b (depth, rows) by the dense kernel, token blocks in parallel.
 template <class T>
-void MatMulXWt(const T* x, const T* w, int64_t n, int64_t rows, int64_t cols, T* y,
-               ThreadPool& pool) {
+void MatMulTokens(const T* a, const T* b, int64_t n, int64_t depth, int64_t rows, T* y,
+                  ThreadPool& pool) {
+  const kernels::DenseArgs<T> args{a, b, y, depth, rows};
   pool.ParallelFor((n + kTokenBlock - 1) / kTokenBlock, [&](int64_t blk, int) {
-    const int64_t t0 = blk * kTokenBlock, t1 = std::min(n, t0 + kTokenBlock);
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* wr = w + r * cols;
-      for (int64_t t = t0; t < t1; ++t) y[t * rows + r] = Dot(x + t * cols, wr, cols);
-    }
+    kernels::MultiplyRows<T>(args, blk * kTokenBlock, std::min(n, (blk + 1) * kTokenBlock));
   });
 }
 
-// dx (n, cols) = dy (n, rows) w (rows, cols), or += when accumulate; rows summed in order.
+// y (n, rows) = x (n, cols) w^T for matrix i of the block (rows, cols): through the block's
+// transposed copy when it has one.
+template <class T>
+void MatMulXWt(const T* x, const DenseBlock<T>& block, int i, int64_t n, int64_t rows, int64_t cols, T* y,
+               ThreadPool& pool) {
+  if (block.w_t[i] != nullptr) return MatMulTokens(x, block.w_t[i], n, cols, rows, y, pool);
+  std::vector<T> wt(Sz(rows, cols));
+  TransposeMatrix(block.w[i], rows, cols, wt.data(), pool);
+  MatMulTokens(x, wt.data(), n, cols, rows, y, pool);
+}
+
+// dx (n, cols) = dy (n, rows) w (rows, cols), or += when accumulate.
 template <class T>
 void MatMulDyW(const T* dy, const T* w, int64_t n, int64_t rows, int64_t cols, T* dx,
                bool accumulate, ThreadPool& pool) {
-  pool.ParallelFor((n + kTokenBlock - 1) / kTokenBlock, [&](int64_t blk, int) {
-    const int64_t t0 = blk * kTokenBlock, t1 = std::min(n, t0 + kTokenBlock);
-    for (int64_t t = t0; t < t1; ++t) {
-      T* d = dx + t * cols;
-      if (!accumulate) std::fill(d, d + cols, T(0));
-      for (int64_t r = 0; r < rows; ++r) {
-        const T g = dy[t * rows + r];
-        if (g == T(0)) continue;
-        const T* wr = w + r * cols;
-        for (int64_t c = 0; c < cols; ++c) d[c] += g * wr[c];
-      }
-    }
-  });
+  if (!accumulate) return MatMulTokens(dy, w, n, rows, cols, dx, pool);
+  std::vector<T> part(Sz(n, cols));
+  MatMulTokens(dy, w, n, rows, cols, part.data(), pool);
+  for (size_t i = 0; i < part.size(); ++i) dx[i] += part[i];
 }
 
-// dw (rows, cols) = dy^T x for dy (n, rows), x (n, cols): sums over tokens in double, in order.
+// dw (rows, cols) = dy^T x for dy (n, rows), x (n, cols): one fma chain over the tokens in order
+// per element, row blocks in parallel.
 template <class T>
 void MatMulDyTX(const T* dy, const T* x, int64_t n, int64_t rows, int64_t cols, T* dw,
                 ThreadPool& pool) {
+  std::vector<T> dyt(Sz(n, rows));
+  TransposeMatrix(dy, n, rows, dyt.data(), pool);
+  const kernels::DenseArgs<T> args{dyt.data(), x, dw, n, cols};
   pool.ParallelFor((rows + kRowBlock - 1) / kRowBlock, [&](int64_t blk, int) {
-    const int64_t r0 = blk * kRowBlock, r1 = std::min(rows, r0 + kRowBlock);
-    thread_local std::vector<double> acc;
-    acc.assign(Sz(r1 - r0, cols), 0.0);
-    for (int64_t t = 0; t < n; ++t) {
-      const T* xt = x + t * cols;
-      for (int64_t r = r0; r < r1; ++r) {
-        const double g = static_cast<double>(dy[t * rows + r]);
-        if (g == 0.0) continue;
-        double* a = &acc[Sz(r - r0, cols)];
-        for (int64_t c = 0; c < cols; ++c) a[c] += g * static_cast<double>(xt[c]);
-      }
-    }
-    for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t c = 0; c < cols; ++c) dw[r * cols + c] = static_cast<T>(acc[Sz(r - r0, cols) + Sz(c)]);
-    }
+    kernels::MultiplyRows<T>(args, blk * kRowBlock, std::min(rows, (blk + 1) * kRowBlock));
   });
 }
 
@@ -103,50 +95,6 @@ void Rope(T* v, int64_t n_heads, int64_t head_dim, int64_t rope_dim, RopeLayout 
   }
 }
 
-// Per token: inv_rms[t] = 1 / sqrt(mean(x_t^2) + eps), xn = x * inv_rms, out = xn * gain.
-template <class T>
-void RmsNormForward(const T* x, const T* gain, int64_t n, int64_t dim, float eps,
-                    std::vector<double>& inv_rms, T* xn, T* out) {
-  for (int64_t t = 0; t < n; ++t) {
-    const T* xt = x + t * dim;
-    double sum_sq = 0.0;
-    for (int64_t i = 0; i < dim; ++i) sum_sq += static_cast<double>(xt[i]) * static_cast<double>(xt[i]);
-    const double r = 1.0 / std::sqrt(sum_sq / static_cast<double>(dim) + static_cast<double>(eps));
-    inv_rms[Sz(t)] = r;
-    const T rt = static_cast<T>(r);
-    for (int64_t i = 0; i < dim; ++i) {
-      xn[t * dim + i] = xt[i] * rt;
-      out[t * dim + i] = xn[t * dim + i] * gain[i];
-    }
-  }
-}
-
-// Given d_out (gradient of out = xn * gain): d_gain (summed over tokens, double) and dx += the
-// gradient through the normalization: dx_j = r (dxn_j - xn_j * sum_i(dxn_i xn_i) / dim).
-template <class T>
-void RmsNormBackward(const T* d_out, const T* xn, const T* gain, const std::vector<double>& inv_rms,
-                     int64_t n, int64_t dim, T* dx, std::vector<T>* d_gain) {
-  std::vector<double> dg(Sz(dim), 0.0);
-  std::vector<T> dxn(Sz(dim));
-  for (int64_t t = 0; t < n; ++t) {
-    const T* dot_row = d_out + t * dim;
-    const T* xn_t = xn + t * dim;
-    double dot = 0.0;
-    for (int64_t i = 0; i < dim; ++i) {
-      dg[Sz(i)] += static_cast<double>(dot_row[i]) * static_cast<double>(xn_t[i]);
-      dxn[Sz(i)] = dot_row[i] * gain[i];
-      dot += static_cast<double>(dxn[Sz(i)]) * static_cast<double>(xn_t[i]);
-    }
-    const T r = static_cast<T>(inv_rms[Sz(t)]);
-    const T m = static_cast<T>(dot / static_cast<double>(dim));
-    for (int64_t i = 0; i < dim; ++i) dx[t * dim + i] += r * (dxn[Sz(i)] - xn_t[i] * m);
-  }
-  if (d_gain != nullptr) {
-    d_gain->resize(Sz(dim));
-    for (int64_t i = 0; i < dim; ++i) (*d_gain)[Sz(i)] = static_cast<T>(dg[Sz(i)]);
-  }
-}
-
 // Causal softmax probabilities of query (t, head h) over keys 0..pos of its sequence, into p.
 template <class T>
 void Probabilities(const T* q, const T* keys, int64_t kv_stride, int64_t n_keys, int64_t hd, T scale,
@@ -165,39 +113,45 @@ void Probabilities(const T* q, const T* keys, int64_t kv_stride, int64_t n_keys,
   for (int64_t j = 0; j < n_keys; ++j) p[j] *= inv;
 }
 
-}  // namespace
-
-void BlockMatrixShape(const LlamaConfig& c, int i, int64_t* rows, int64_t* cols) {
-  const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
-  const int64_t shapes[kBlockMatrices][2] = {{q_dim, c.dim},      {kv_dim, c.dim},
-                                            {kv_dim, c.dim},     {c.dim, q_dim},
-                                            {c.hidden_dim, c.dim}, {c.hidden_dim, c.dim},
-                                            {c.dim, c.hidden_dim}};
-  *rows = shapes[i][0];
-  *cols = shapes[i][1];
-}
-
+// What the backward pass needs from the forward pass.
 template <class T>
-double BlockLoss(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<double>& rope_freqs,
-                 int64_t n_seq, int64_t seq_len, const float* x_in, const float* target,
-                 ThreadPool& pool, BlockGradients<T>* grads, std::vector<T>* out) {
+struct BlockState {
+  int64_t n_seq = 0, seq_len = 0;
+  std::vector<float> cos_sin;  // (seq_len, rope_dim)
+  std::vector<double> r1, r2;  // inverse RMS of the two norms' inputs, per token
+  std::vector<T> xn1, a, q, k, v, att, h1, xn2, b, gate, up, s, y;
+};
+
+// The block's forward pass from x_in (n, dim); the output is st.y.
+template <class T, class X>
+void Forward(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<double>& rope_freqs,
+             int64_t n_seq, int64_t seq_len, const X* x_in, ThreadPool& pool, BlockState<T>& st) {
   const int64_t n = n_seq * seq_len, dim = c.dim, hd = c.head_dim;
   const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd, hidden = c.hidden_dim;
   const int64_t rope_dim = c.rope_dim > 0 ? c.rope_dim : hd;
   const int64_t heads_per_kv = c.n_heads / c.n_kv_heads;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
-  std::vector<float> cos_sin(Sz(seq_len, rope_dim));
+  st.n_seq = n_seq;
+  st.seq_len = seq_len;
+  std::vector<float>& cos_sin = st.cos_sin;
+  cos_sin.resize(Sz(seq_len, rope_dim));
   for (int64_t t = 0; t < seq_len; ++t) RopeCosSin(rope_freqs, t, &cos_sin[Sz(t, rope_dim)]);
-
-  // ---- forward, keeping what the backward pass needs ----
   std::vector<T> x(Sz(n, dim));
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<T>(x_in[i]);
-  std::vector<double> r1(Sz(n)), r2(Sz(n));
-  std::vector<T> xn1(Sz(n, dim)), a(Sz(n, dim)), q(Sz(n, q_dim)), k(Sz(n, kv_dim)), v(Sz(n, kv_dim));
+  std::vector<double>&r1 = st.r1, &r2 = st.r2;
+  r1.resize(Sz(n));
+  r2.resize(Sz(n));
+  std::vector<T>&xn1 = st.xn1, &a = st.a, &q = st.q, &k = st.k, &v = st.v, &att = st.att, &h1 = st.h1;
+  std::vector<T>&xn2 = st.xn2, &b = st.b, &gate = st.gate, &up = st.up, &s = st.s, &y = st.y;
+  xn1.resize(Sz(n, dim));
+  a.resize(Sz(n, dim));
+  q.resize(Sz(n, q_dim));
+  k.resize(Sz(n, kv_dim));
+  v.resize(Sz(n, kv_dim));
   RmsNormForward(x.data(), w.attn_norm, n, dim, c.rms_eps, r1, xn1.data(), a.data());
-  MatMulXWt(a.data(), w.w[0], n, q_dim, dim, q.data(), pool);
-  MatMulXWt(a.data(), w.w[1], n, kv_dim, dim, k.data(), pool);
-  MatMulXWt(a.data(), w.w[2], n, kv_dim, dim, v.data(), pool);
+  MatMulXWt(a.data(), w, 0, n, q_dim, dim, q.data(), pool);
+  MatMulXWt(a.data(), w, 1, n, kv_dim, dim, k.data(), pool);
+  MatMulXWt(a.data(), w, 2, n, kv_dim, dim, v.data(), pool);
   for (int64_t t = 0; t < n; ++t) {
     T* qt = &q[Sz(t, q_dim)];
     T* kt = &k[Sz(t, kv_dim)];
@@ -211,7 +165,7 @@ double BlockLoss(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector
     Rope(qt, c.n_heads, hd, rope_dim, c.rope_layout, cs, false);
     Rope(kt, c.n_kv_heads, hd, rope_dim, c.rope_layout, cs, false);
   }
-  std::vector<T> att(Sz(n, q_dim));
+  att.resize(Sz(n, q_dim));
   pool.ParallelFor(n * c.n_heads, [&](int64_t task, int) {
     const int64_t t = task / c.n_heads, h = task % c.n_heads;
     const int64_t first = (t / seq_len) * seq_len, pos = t % seq_len;
@@ -227,40 +181,45 @@ double BlockLoss(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector
       for (int64_t d = 0; d < hd; ++d) o[d] += p[Sz(j)] * vj[d];
     }
   });
-  std::vector<T> h1(Sz(n, dim));
-  MatMulXWt(att.data(), w.w[3], n, dim, q_dim, h1.data(), pool);
+  h1.resize(Sz(n, dim));
+  MatMulXWt(att.data(), w, 3, n, dim, q_dim, h1.data(), pool);
   for (size_t i = 0; i < h1.size(); ++i) h1[i] += x[i];
-  std::vector<T> xn2(Sz(n, dim)), b(Sz(n, dim)), gate(Sz(n, hidden)), up(Sz(n, hidden)), s(Sz(n, hidden));
+  xn2.resize(Sz(n, dim));
+  b.resize(Sz(n, dim));
+  gate.resize(Sz(n, hidden));
+  up.resize(Sz(n, hidden));
+  s.resize(Sz(n, hidden));
   RmsNormForward(h1.data(), w.ffn_norm, n, dim, c.rms_eps, r2, xn2.data(), b.data());
-  MatMulXWt(b.data(), w.w[4], n, hidden, dim, gate.data(), pool);
-  MatMulXWt(b.data(), w.w[5], n, hidden, dim, up.data(), pool);
+  MatMulXWt(b.data(), w, 4, n, hidden, dim, gate.data(), pool);
+  MatMulXWt(b.data(), w, 5, n, hidden, dim, up.data(), pool);
   for (size_t i = 0; i < s.size(); ++i) {
     const T g = gate[i];
     s[i] = g / (T(1) + std::exp(-g)) * up[i];
   }
-  std::vector<T> y(Sz(n, dim));
-  MatMulXWt(s.data(), w.w[6], n, dim, hidden, y.data(), pool);
+  y.resize(Sz(n, dim));
+  MatMulXWt(s.data(), w, 6, n, dim, hidden, y.data(), pool);
   for (size_t i = 0; i < y.size(); ++i) y[i] += h1[i];
-  double loss = 0.0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    const double e = static_cast<double>(y[i]) - static_cast<double>(target[i]);
-    loss += e * e;
-  }
-  loss /= static_cast<double>(n * dim);
-  if (out != nullptr) *out = y;
-  if (grads == nullptr) return loss;
+}
 
-  // ---- backward ----
-  BlockGradients<T>& g = *grads;
+// The backward pass from dy = dL/dy (n, dim), overwritten: fills g and, when dx is non-null, dL/dx.
+// Consumes st (its buffers are reused for gradients).
+template <class T>
+void Backward(const LlamaConfig& c, const DenseBlock<T>& w, BlockState<T>& st, std::vector<T>& dy,
+              ThreadPool& pool, BlockGradients<T>& g, std::vector<T>* dx) {
+  const int64_t n_seq = st.n_seq, seq_len = st.seq_len;
+  const int64_t n = n_seq * seq_len, dim = c.dim, hd = c.head_dim;
+  const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd, hidden = c.hidden_dim;
+  const int64_t rope_dim = c.rope_dim > 0 ? c.rope_dim : hd;
+  const int64_t heads_per_kv = c.n_heads / c.n_kv_heads;
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
+  const std::vector<float>& cos_sin = st.cos_sin;
+  const std::vector<double>&r1 = st.r1, &r2 = st.r2;
+  std::vector<T>&xn1 = st.xn1, &a = st.a, &q = st.q, &k = st.k, &v = st.v, &att = st.att;
+  std::vector<T>&xn2 = st.xn2, &b = st.b, &gate = st.gate, &up = st.up, &s = st.s;
   for (int i = 0; i < kBlockMatrices; ++i) {
     int64_t rows = 0, cols = 0;
     BlockMatrixShape(c, i, &rows, &cols);
     g.w[i].resize(Sz(rows, cols));
-  }
-  std::vector<T> dy(Sz(n, dim));
-  const double dl = 2.0 / static_cast<double>(n * dim);
-  for (size_t i = 0; i < dy.size(); ++i) {
-    dy[i] = static_cast<T>(dl * (static_cast<double>(y[i]) - static_cast<double>(target[i])));
   }
   // FFN: y = h1 + s Wd^T.
   MatMulDyTX(dy.data(), s.data(), n, dim, hidden, g.w[6].data(), pool);
@@ -337,12 +296,89 @@ double BlockLoss(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector
   MatMulDyW(dq.data(), w.w[0], n, q_dim, dim, da.data(), false, pool);
   MatMulDyW(dk.data(), w.w[1], n, kv_dim, dim, da.data(), true, pool);
   MatMulDyW(dv.data(), w.w[2], n, kv_dim, dim, da.data(), true, pool);
-  // dL/dx is not needed (x is the fixed input); only the gain gradient of the attention norm.
-  std::vector<T>& dx_unused = xn2;
-  std::fill(dx_unused.begin(), dx_unused.end(), T(0));
-  RmsNormBackward(da.data(), xn1.data(), w.attn_norm, r1, n, dim, dx_unused.data(), &g.attn_norm);
+  // dL/dx: the residual path (dh1) plus the path through the attention norm.
+  if (dx != nullptr) {
+    *dx = dh1;
+  } else {
+    std::fill(xn2.begin(), xn2.end(), T(0));  // a scratch sink: xn2 is not needed any more
+  }
+  RmsNormBackward(da.data(), xn1.data(), w.attn_norm, r1, n, dim, dx != nullptr ? dx->data() : xn2.data(),
+                  &g.attn_norm);
+}
+
+}  // namespace
+
+void BlockMatrixShape(const LlamaConfig& c, int i, int64_t* rows, int64_t* cols) {
+  const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+  const int64_t shapes[kBlockMatrices][2] = {{q_dim, c.dim},      {kv_dim, c.dim},
+                                            {kv_dim, c.dim},     {c.dim, q_dim},
+                                            {c.hidden_dim, c.dim}, {c.hidden_dim, c.dim},
+                                            {c.dim, c.hidden_dim}};
+  *rows = shapes[i][0];
+  *cols = shapes[i][1];
+}
+
+template <class T>
+double BlockLoss(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<double>& rope_freqs,
+                 int64_t n_seq, int64_t seq_len, const float* x_in, const float* target,
+                 ThreadPool& pool, BlockGradients<T>* grads, std::vector<T>* out) {
+  const int64_t n = n_seq * seq_len, dim = c.dim;
+  BlockState<T> st;
+  Forward(c, w, rope_freqs, n_seq, seq_len, x_in, pool, st);
+  const std::vector<T>& y = st.y;
+  double loss = 0.0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double e = static_cast<double>(y[i]) - static_cast<double>(target[i]);
+    loss += e * e;
+  }
+  loss /= static_cast<double>(n * dim);
+  if (out != nullptr) *out = y;
+  if (grads == nullptr) return loss;
+  std::vector<T> dy(Sz(n, dim));
+  const double dl = 2.0 / static_cast<double>(n * dim);
+  for (size_t i = 0; i < dy.size(); ++i) {
+    dy[i] = static_cast<T>(dl * (static_cast<double>(y[i]) - static_cast<double>(target[i])));
+  }
+  Backward<T>(c, w, st, dy, pool, *grads, nullptr);
   return loss;
 }
+
+template <class T>
+void BlockApply(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<double>& rope_freqs,
+                int64_t n_seq, int64_t seq_len, const T* x, ThreadPool& pool, std::vector<T>* out) {
+  BlockState<T> st;
+  Forward(c, w, rope_freqs, n_seq, seq_len, x, pool, st);
+  *out = std::move(st.y);
+}
+
+template <class T>
+void BlockBackward(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<double>& rope_freqs,
+                   int64_t n_seq, int64_t seq_len, const T* x, const T* dy, ThreadPool& pool,
+                   BlockGradients<T>* grads, std::vector<T>* dx, std::vector<T>* out) {
+  BlockState<T> st;
+  Forward(c, w, rope_freqs, n_seq, seq_len, x, pool, st);
+  if (out != nullptr) *out = st.y;
+  std::vector<T> d(dy, dy + Sz(n_seq * seq_len, c.dim));
+  Backward(c, w, st, d, pool, *grads, dx);
+}
+
+// out (cols, rows) = in (rows, cols) transposed.
+template <class T>
+void TransposeMatrix(const T* in, int64_t rows, int64_t cols, T* out, ThreadPool& pool) {
+  constexpr int64_t kTile = 32;
+  pool.ParallelFor((rows + kTile - 1) / kTile, [&](int64_t blk, int) {
+    const int64_t r0 = blk * kTile, r1 = std::min(rows, r0 + kTile);
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+      const int64_t c1 = std::min(cols, c0 + kTile);
+      for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t c = c0; c < c1; ++c) out[c * rows + r] = in[r * cols + c];
+      }
+    }
+  });
+}
+
+template void TransposeMatrix<float>(const float*, int64_t, int64_t, float*, ThreadPool&);
+template void TransposeMatrix<double>(const double*, int64_t, int64_t, double*, ThreadPool&);
 
 template double BlockLoss<float>(const LlamaConfig&, const DenseBlock<float>&,
                                  const std::vector<double>&, int64_t, int64_t, const float*,
@@ -352,5 +388,19 @@ template double BlockLoss<double>(const LlamaConfig&, const DenseBlock<double>&,
                                   const std::vector<double>&, int64_t, int64_t, const float*,
                                   const float*, ThreadPool&, BlockGradients<double>*,
                                   std::vector<double>*);
+template void BlockApply<float>(const LlamaConfig&, const DenseBlock<float>&,
+                                const std::vector<double>&, int64_t, int64_t, const float*,
+                                ThreadPool&, std::vector<float>*);
+template void BlockApply<double>(const LlamaConfig&, const DenseBlock<double>&,
+                                 const std::vector<double>&, int64_t, int64_t, const double*,
+                                 ThreadPool&, std::vector<double>*);
+template void BlockBackward<float>(const LlamaConfig&, const DenseBlock<float>&,
+                                   const std::vector<double>&, int64_t, int64_t, const float*,
+                                   const float*, ThreadPool&, BlockGradients<float>*,
+                                   std::vector<float>*, std::vector<float>*);
+template void BlockBackward<double>(const LlamaConfig&, const DenseBlock<double>&,
+                                    const std::vector<double>&, int64_t, int64_t, const double*,
+                                    const double*, ThreadPool&, BlockGradients<double>*,
+                                    std::vector<double>*, std::vector<double>*);
 
 }  // namespace lowbit::aqlm

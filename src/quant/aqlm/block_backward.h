@@ -11,12 +11,15 @@
 //   y    = h + (silu(b Wgate^T) * (b Wup^T)) Wdown^T
 // and the loss against a target (n, dim):
 //   L = sum (y - target)^2 / (n * dim)                          (mean squared error)
-// Backward gives dL/dW for the seven matrices and dL/d(attn_norm), dL/d(ffn_norm); biases, x and
-// the rotary tables are constants.
+// Backward gives dL/dW for the seven matrices and dL/d(attn_norm), dL/d(ffn_norm); biases and the
+// rotary tables are constants. BlockBackward takes dL/dy from the caller instead (global
+// fine-tuning chains the blocks) and also returns dL/dx.
 //
-// Precision: T = float (fine-tuning) or double (gradient checks in tests). Dot products over the
-// feature axis accumulate in T with 8 fixed lanes; every sum over tokens (dW, norm gradients, the
-// loss, softmax denominators, RmsNorm's mean of squares) accumulates in double.
+// Precision: T = float (fine-tuning) or double (gradient checks in tests). The matrix products
+// (over the feature axis, and dW's sum over tokens) are one fma chain in T per element
+// (kernels/dense.h); attention dot products accumulate in T with 8 fixed lanes; the other sums over
+// tokens (norm gradients, the loss, softmax denominators, RmsNorm's mean of squares) accumulate in
+// double.
 // Threads: every parallel task writes its own slice (token blocks, row blocks, one (sequence,
 // kv head) of attention), and reductions run in a fixed order, so the results are bit-identical
 // for any thread count. Attention probabilities are recomputed in the backward pass instead of
@@ -41,12 +44,18 @@ void BlockMatrixShape(const LlamaConfig& c, int i, int64_t* rows, int64_t* cols)
 template <class T>
 struct DenseBlock {
   const T* w[kBlockMatrices] = {};  // row-major (rows, cols) as BlockMatrixShape
+  // Optional (null: made when needed): w transposed, (cols, rows), for the forward products.
+  const T* w_t[kBlockMatrices] = {};
   const T* attn_norm = nullptr;     // (dim)
   const T* ffn_norm = nullptr;      // (dim)
   const float* bq = nullptr;        // (n_heads * head_dim), read only when c.qkv_bias
   const float* bk = nullptr;        // (n_kv_heads * head_dim), read only when c.qkv_bias
   const float* bv = nullptr;        // (n_kv_heads * head_dim), read only when c.qkv_bias
 };
+
+// out (cols, rows) = in (rows, cols) transposed, row blocks in parallel.
+template <class T>
+void TransposeMatrix(const T* in, int64_t rows, int64_t cols, T* out, ThreadPool& pool);
 
 template <class T>
 struct BlockGradients {
@@ -63,6 +72,20 @@ double BlockLoss(const LlamaConfig& c, const DenseBlock<T>& block,
                  const float* x, const float* target, ThreadPool& pool,
                  BlockGradients<T>* grads = nullptr, std::vector<T>* out = nullptr);
 
+// x: (n_seq * seq_len, dim). The forward pass only: *out = y.
+template <class T>
+void BlockApply(const LlamaConfig& c, const DenseBlock<T>& block, const std::vector<double>& rope_freqs,
+                int64_t n_seq, int64_t seq_len, const T* x, ThreadPool& pool, std::vector<T>* out);
+
+// x, dy: (n_seq * seq_len, dim). Runs the forward pass from x, then the backward pass from dy:
+// fills *grads (non-null, resized) and, when dx is non-null, dL/dx (n_seq * seq_len, dim); out
+// non-null: receives y.
+template <class T>
+void BlockBackward(const LlamaConfig& c, const DenseBlock<T>& block,
+                   const std::vector<double>& rope_freqs, int64_t n_seq, int64_t seq_len,
+                   const T* x, const T* dy, ThreadPool& pool, BlockGradients<T>* grads,
+                   std::vector<T>* dx, std::vector<T>* out = nullptr);
+
 extern template double BlockLoss<float>(const LlamaConfig&, const DenseBlock<float>&,
                                         const std::vector<double>&, int64_t, int64_t, const float*,
                                         const float*, ThreadPool&, BlockGradients<float>*,
@@ -71,6 +94,22 @@ extern template double BlockLoss<double>(const LlamaConfig&, const DenseBlock<do
                                          const std::vector<double>&, int64_t, int64_t,
                                          const float*, const float*, ThreadPool&,
                                          BlockGradients<double>*, std::vector<double>*);
+extern template void BlockApply<float>(const LlamaConfig&, const DenseBlock<float>&,
+                                       const std::vector<double>&, int64_t, int64_t, const float*,
+                                       ThreadPool&, std::vector<float>*);
+extern template void BlockApply<double>(const LlamaConfig&, const DenseBlock<double>&,
+                                        const std::vector<double>&, int64_t, int64_t,
+                                        const double*, ThreadPool&, std::vector<double>*);
+extern template void BlockBackward<float>(const LlamaConfig&, const DenseBlock<float>&,
+                                          const std::vector<double>&, int64_t, int64_t,
+                                          const float*, const float*, ThreadPool&,
+                                          BlockGradients<float>*, std::vector<float>*,
+                                          std::vector<float>*);
+extern template void BlockBackward<double>(const LlamaConfig&, const DenseBlock<double>&,
+                                           const std::vector<double>&, int64_t, int64_t,
+                                           const double*, const double*, ThreadPool&,
+                                           BlockGradients<double>*, std::vector<double>*,
+                                           std::vector<double>*);
 
 }  // namespace aqlm
 }  // namespace lowbit

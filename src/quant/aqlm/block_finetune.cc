@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "quant/aqlm/adam.h"
 #include "runtime/thread_pool.h"
 
 namespace lowbit::aqlm {
@@ -87,41 +88,6 @@ struct State {
   std::vector<float>& ffn_norm() { return group[2 * kBlockMatrices + 1]; }
 };
 constexpr int kGroups = 2 * kBlockMatrices + 2;
-
-// Adam on one group with a per-group step size and an epsilon relative to the first gradient's RMS
-// (so the update does not depend on the loss's overall scale).
-struct Adam {
-  std::vector<double> m, v;
-  double step_size = 0.0;
-  double eps = -1.0;
-
-  void Step(std::vector<float>& value, const std::vector<double>& grad, int t) {
-    constexpr double kBeta1 = 0.9, kBeta2 = 0.999;
-    if (m.empty()) {
-      m.assign(value.size(), 0.0);
-      v.assign(value.size(), 0.0);
-    }
-    if (eps < 0.0) {
-      double ss = 0.0;
-      for (double gv : grad) ss += gv * gv;
-      const double rms = grad.empty() ? 0.0 : std::sqrt(ss / static_cast<double>(grad.size()));
-      eps = rms > 0.0 ? 1e-8 * rms : 1e-30;
-    }
-    const double c1 = 1.0 - std::pow(kBeta1, t), c2 = 1.0 - std::pow(kBeta2, t);
-    for (size_t i = 0; i < value.size(); ++i) {
-      m[i] = kBeta1 * m[i] + (1.0 - kBeta1) * grad[i];
-      v[i] = kBeta2 * v[i] + (1.0 - kBeta2) * grad[i] * grad[i];
-      const double update = step_size * (m[i] / c1) / (std::sqrt(v[i] / c2) + eps);
-      value[i] = static_cast<float>(static_cast<double>(value[i]) - update);
-    }
-  }
-};
-
-double Rms(const std::vector<float>& v) {
-  double ss = 0.0;
-  for (float x : v) ss += static_cast<double>(x) * x;
-  return v.empty() ? 0.0 : std::sqrt(ss / static_cast<double>(v.size()));
-}
 
 }  // namespace
 

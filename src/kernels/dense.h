@@ -1,0 +1,44 @@
+// Dense product Y = A B in float or double, for training code (AQLM's Hessians, Hessian products
+// and the forward/backward passes of fine-tuning): A (rows, depth), B (depth, n) and Y (rows, n),
+// all row-major, with row strides lda, ldb, ldy (0: packed, i.e. depth, n, n), so callers can
+// multiply sub-blocks of larger matrices.
+//
+// Every output element is the chain acc = fma(a[r][k], b[k][c], acc) for k = 0 .. depth-1 from
+// +0, at every ISA level (the scalar path calls std::fma), so results are bit-identical across
+// levels and thread counts: the quantized bytes AQLM writes do not depend on the machine.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernel.h"
+
+namespace lowbit::kernels {
+
+template <class T>
+struct DenseArgs {
+  const T* a = nullptr;  // (rows, depth)
+  const T* b = nullptr;  // (depth, n)
+  T* y = nullptr;        // (rows, n)
+  int64_t depth = 0, n = 0;
+  int64_t lda = 0, ldb = 0, ldy = 0;  // row strides; 0: packed
+
+  int64_t stride_a() const { return lda > 0 ? lda : depth; }
+  int64_t stride_b() const { return ldb > 0 ? ldb : n; }
+  int64_t stride_y() const { return ldy > 0 ? ldy : n; }
+};
+
+// Rows [r0, r1) of Y = A B, T = float or double. Callers split rows across threads.
+template <class T>
+void MultiplyRows(const DenseArgs<T>& args, int64_t r0, int64_t r1);
+// The same at a given level (tests compare levels).
+template <class T>
+void MultiplyRows(Isa isa, const DenseArgs<T>& args, int64_t r0, int64_t r1);
+
+namespace detail {
+template <class T>
+void MultiplyRowsAvx2(const DenseArgs<T>& args, int64_t r0, int64_t r1);
+template <class T>
+void MultiplyRowsAvx512(const DenseArgs<T>& args, int64_t r0, int64_t r1);
+}  // namespace detail
+
+}  // namespace lowbit::kernels
