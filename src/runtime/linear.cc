@@ -206,6 +206,12 @@ void AddScaledRows(const float* p, const float* rows, int64_t ldw, int64_t n_row
   GetKernels().add_scaled_rows(p, rows, ldw, n_rows, n, out);
 }
 
+std::vector<float> ReadMatrix(const WeightView& w) {
+  std::vector<float> out(static_cast<size_t>(w.rows * w.cols));
+  for (int64_t r = 0; r < w.rows; ++r) ReadRow(w, r, &out[static_cast<size_t>(r * w.cols)]);
+  return out;
+}
+
 void ReadRow(const WeightView& w, int64_t row, float* out) {
   LOWBIT_CHECK(row >= 0 && row < w.rows);
   if (w.is_f32()) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/kernel.h"
 #include "lowbit/model.h"
@@ -45,6 +46,8 @@ void PrepareModelForIsa(LlamaModel& model, kernels::Isa isa,
 
 // out: (cols) = row `row` of W as f32 (embedding lookup).
 void ReadRow(const WeightView& w, int64_t row, float* out);
+// The whole (rows, cols) matrix as f32, row-major, row by row as ReadRow decodes it.
+std::vector<float> ReadMatrix(const WeightView& w);
 
 // The dot product with exactly the accumulation order documented above.
 float Dot(const float* a, const float* b, int64_t n);

@@ -34,17 +34,6 @@ namespace {
 
 using aqlm::kBlockMatrices;
 
-const WeightView* Matrix(const LayerWeights& l, int i) {
-  const WeightView* v[kBlockMatrices] = {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down};
-  return v[i];
-}
-
-std::vector<float> Dense(const WeightView& w) {
-  std::vector<float> out(static_cast<size_t>(w.rows * w.cols));
-  for (int64_t r = 0; r < w.rows; ++r) ReadRow(w, r, &out[static_cast<size_t>(r * w.cols)]);
-  return out;
-}
-
 // Block-0 inputs: token embeddings of the sequences, (n_seq * seq_len, dim).
 std::vector<float> Embeddings(const LlamaModel& m, const std::vector<std::vector<int32_t>>& seqs) {
   const int64_t dim = m.config.dim;
@@ -65,8 +54,8 @@ std::vector<AqlmTensor> QuantizeLayerFree(const LayerWeights& l) {
   const auto* af = dynamic_cast<const AqlmFormat*>(f->get());
   std::vector<AqlmTensor> out;
   for (int i = 0; i < kBlockMatrices; ++i) {
-    const WeightView& w = *Matrix(l, i);
-    const std::vector<float> x = Dense(w);
+    const WeightView& w = *aqlm::BlockMatrix(l, i);
+    const std::vector<float> x = ReadMatrix(w);
     std::vector<uint8_t> packed(static_cast<size_t>(af->PackedBytes(w.rows, w.cols)));
     EXPECT_TRUE(af->Quantize(x.data(), w.rows, w.cols, packed.data()).ok());
     out.push_back(af->Unpack(packed.data(), w.rows, w.cols));
@@ -125,7 +114,7 @@ TEST(AqlmBlockBackward, ForwardMatchesTheRuntimeBlock) {
     aqlm::DenseBlock<float> bf;
     aqlm::DenseBlock<double> bd;
     for (int i = 0; i < kBlockMatrices; ++i) {
-      dense[i] = Dense(*Matrix(lw, i));
+      dense[i] = ReadMatrix(*aqlm::BlockMatrix(lw, i));
       dense_d[i].assign(dense[i].begin(), dense[i].end());
       bf.w[i] = dense[i].data();
       bd.w[i] = dense_d[i].data();
@@ -487,7 +476,7 @@ TEST(AqlmBlockFineTune, KeepsTheUntrainedBlockWhenNothingImproves) {
 std::vector<const WeightView*> Linears(const LlamaModel& m) {
   std::vector<const WeightView*> v;
   for (const auto& l : m.layers)
-    for (int i = 0; i < kBlockMatrices; ++i) v.push_back(Matrix(l, i));
+    for (int i = 0; i < kBlockMatrices; ++i) v.push_back(aqlm::BlockMatrix(l, i));
   return v;
 }
 

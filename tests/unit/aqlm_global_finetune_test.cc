@@ -31,17 +31,6 @@ namespace {
 
 using aqlm::kBlockMatrices;
 
-WeightView* Matrix(LayerWeights& l, int i) {
-  WeightView* v[kBlockMatrices] = {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down};
-  return v[i];
-}
-
-std::vector<float> Dense(const WeightView& w) {
-  std::vector<float> out(static_cast<size_t>(w.rows * w.cols));
-  for (int64_t r = 0; r < w.rows; ++r) ReadRow(w, r, &out[static_cast<size_t>(r * w.cols)]);
-  return out;
-}
-
 std::vector<double> Embeddings(const LlamaModel& m, const std::vector<std::vector<int32_t>>& seqs) {
   const int64_t dim = m.config.dim;
   std::vector<double> x;
@@ -114,7 +103,7 @@ TEST(AqlmBlockBackward, InputGradientMatchesFiniteDifferences) {
   std::vector<double> w[kBlockMatrices];
   aqlm::DenseBlock<double> b;
   for (int i = 0; i < kBlockMatrices; ++i) {
-    const std::vector<float> d = Dense(*Matrix(lw, i));
+    const std::vector<float> d = ReadMatrix(*aqlm::BlockMatrix(lw, i));
     w[i].assign(d.begin(), d.end());
     b.w[i] = w[i].data();
   }
@@ -162,7 +151,7 @@ TEST(AqlmGlobalFineTune, ModelKlGradientMatchesFiniteDifferences) {
     RmsNorm(&xt[static_cast<size_t>(t * c.dim)], m.output_norm.data(), c.dim, c.rms_eps, normed.data());
     std::copy(normed.begin(), normed.end(), teacher_hidden.begin() + t * c.dim);
   }
-  const std::vector<float> head_f = Dense(m.output);
+  const std::vector<float> head_f = ReadMatrix(m.output);
   const std::vector<double> head(head_f.begin(), head_f.end());
   // Student.
   auto fmt = ParseFormat("aqlm_2x8g8");
@@ -176,8 +165,8 @@ TEST(AqlmGlobalFineTune, ModelKlGradientMatchesFiniteDifferences) {
   for (size_t l = 0; l < m.layers.size(); ++l) {
     LayerWeights lw = m.layers[l];
     for (int i = 0; i < kBlockMatrices; ++i) {
-      const WeightView& v = *Matrix(lw, i);
-      const std::vector<float> d = Dense(v);
+      const WeightView& v = *aqlm::BlockMatrix(lw, i);
+      const std::vector<float> d = ReadMatrix(v);
       std::vector<uint8_t> packed(static_cast<size_t>((*fmt)->PackedBytes(v.rows, v.cols)));
       ASSERT_TRUE((*fmt)->Quantize(d.data(), v.rows, v.cols, packed.data()).ok());
       std::vector<float> q(d.size());
@@ -216,7 +205,7 @@ TEST(AqlmGlobalFineTune, ModelKlGradientMatchesFiniteDifferences) {
   for (size_t l = 0; l < m.layers.size(); ++l) {
     LayerWeights lw = m.layers[l];
     for (int i = 0; i < kBlockMatrices; ++i) {
-      const std::vector<float> d = Dense(*Matrix(lw, i));
+      const std::vector<float> d = ReadMatrix(*aqlm::BlockMatrix(lw, i));
       tw.emplace_back(d.begin(), d.end());
       same.blocks[l].w[i] = tw.back().data();
     }
@@ -291,8 +280,8 @@ TEST(AqlmGlobalFineTune, LowersHeldOutKlAndKldOnUnseenText) {
   // Codes are frozen: only codebooks, scales and gains changed.
   for (size_t l = 0; l < student.layers.size(); ++l) {
     for (int i = 0; i < kBlockMatrices; ++i) {
-      const WeightView& a = *Matrix(const_cast<LayerWeights&>(before.layers[l]), i);
-      const WeightView& b = *Matrix(student.layers[l], i);
+      const WeightView& a = *aqlm::BlockMatrix(before.layers[l], i);
+      const WeightView& b = *aqlm::BlockMatrix(student.layers[l], i);
       const auto* af = dynamic_cast<const AqlmFormat*>(a.format.get());
       ASSERT_NE(af, nullptr);
       EXPECT_EQ(af->Unpack(a.data, a.rows, a.cols).codes, af->Unpack(b.data, b.rows, b.cols).codes) << b.name;
@@ -319,8 +308,8 @@ TEST(AqlmGlobalFineTune, OneAndTwoThreadsGiveTheSameModel) {
   ASSERT_GT(ra->best_epoch, 0);
   for (size_t l = 0; l < a.layers.size(); ++l) {
     for (int i = 0; i < kBlockMatrices; ++i) {
-      const WeightView& wa = *Matrix(a.layers[l], i);
-      const WeightView& wb = *Matrix(b.layers[l], i);
+      const WeightView& wa = *aqlm::BlockMatrix(a.layers[l], i);
+      const WeightView& wb = *aqlm::BlockMatrix(b.layers[l], i);
       ASSERT_EQ(wa.n_bytes(), wb.n_bytes());
       EXPECT_EQ(0, std::memcmp(wa.data, wb.data, static_cast<size_t>(wa.n_bytes()))) << wa.name;
     }

@@ -301,8 +301,7 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
                          });
       for (int i = 0; i < 7; ++i) {
         WeightView& w = *views[i];
-        std::vector<float> wf(static_cast<size_t>(w.rows * w.cols));
-        for (int64_t r = 0; r < w.rows; ++r) ReadRow(w, r, &wf[static_cast<size_t>(r * w.cols)]);
+        const std::vector<float> wf = ReadMatrix(w);
         aqlm::MatrixOptions mo;
         mo.params = aqlm_format->params();
         mo.beam_width = o.beam_width;

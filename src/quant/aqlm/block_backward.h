@@ -38,6 +38,13 @@ namespace aqlm {
 // The seven matrices of a block, in this order everywhere in src/quant/aqlm:
 // wq, wk, wv, wo, w_gate, w_up, w_down.
 constexpr int kBlockMatrices = 7;
+// Matrix i (the order above) of a layer; L: LayerWeights or const LayerWeights.
+template <class L>
+auto* BlockMatrix(L& layer, int i) {
+  decltype(&layer.wq) v[kBlockMatrices] = {&layer.wq, &layer.wk,     &layer.wv,    &layer.wo,
+                                           &layer.w_gate, &layer.w_up, &layer.w_down};
+  return v[i];
+}
 // (rows, cols) of matrix i of a block of config c.
 void BlockMatrixShape(const LlamaConfig& c, int i, int64_t* rows, int64_t* cols);
 

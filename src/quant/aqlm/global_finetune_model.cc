@@ -25,19 +25,6 @@ struct OwnedTensors {
   std::vector<std::vector<uint8_t>> buffers;
 };
 
-// Matrix i (wq .. w_down) of a layer; L: LayerWeights or const LayerWeights.
-template <class L>
-auto* Matrix(L& l, int i) {
-  decltype(&l.wq) v[kBlockMatrices] = {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down};
-  return v[i];
-}
-
-std::vector<float> DenseRows(const WeightView& w) {
-  std::vector<float> out(Sz(w.rows, w.cols));
-  for (int64_t r = 0; r < w.rows; ++r) ReadRow(w, r, &out[Sz(r, w.cols)]);
-  return out;
-}
-
 Status CheckModels(const LlamaModel& teacher, const LlamaModel& student) {
   const LlamaConfig &a = teacher.config, &b = student.config;
   if (a.dim != b.dim || a.hidden_dim != b.hidden_dim || a.n_layers != b.n_layers || a.n_heads != b.n_heads ||
@@ -48,7 +35,7 @@ Status CheckModels(const LlamaModel& teacher, const LlamaModel& student) {
   }
   for (const LayerWeights& l : student.layers) {
     for (int i = 0; i < kBlockMatrices; ++i) {
-      const WeightView& w = *Matrix(l, i);
+      const WeightView& w = *aqlm::BlockMatrix(l, i);
       if (dynamic_cast<const AqlmFormat*>(w.format.get()) == nullptr) {
         return InvalidArgument("aqlm global fine-tuning: " + student.source + ": tensor '" + w.name +
                                "' is " + w.format_name() + ", expected an aqlm format");
@@ -195,7 +182,7 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
       std::vector<float> w[kBlockMatrices];
       aqlm::DenseBlock<float> b;
       for (int i = 0; i < kBlockMatrices; ++i) {
-        w[i] = DenseRows(*Matrix(lw, i));
+        w[i] = ReadMatrix(*aqlm::BlockMatrix(lw, i));
         b.w[i] = w[i].data();
       }
       b.attn_norm = lw.attn_norm.data();
@@ -219,8 +206,8 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
       progress(p);
     }
   }
-  const std::vector<float> teacher_head = DenseRows(teacher.output);
-  const std::vector<float> student_head = DenseRows(student->output);
+  const std::vector<float> teacher_head = ReadMatrix(teacher.output);
+  const std::vector<float> student_head = ReadMatrix(student->output);
 
   // The student's parameters.
   std::vector<AqlmTensor> tensors;
@@ -228,7 +215,7 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
   master.n_matrices = n_layers * kBlockMatrices;
   for (LayerWeights& l : student->layers) {
     for (int i = 0; i < kBlockMatrices; ++i) {
-      const WeightView& w = *Matrix(l, i);
+      const WeightView& w = *aqlm::BlockMatrix(l, i);
       const auto* af = dynamic_cast<const AqlmFormat*>(w.format.get());
       tensors.push_back(af->Unpack(w.data, w.rows, w.cols));
       master.group.push_back(tensors.back().codebooks);
@@ -359,7 +346,7 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
     AqlmTensor& t = tensors[Sz(i)];
     t.codebooks = best.codebooks(i);
     t.scales = best.scales(i);
-    WeightView& w = *Matrix(student->layers[Sz(i / kBlockMatrices)], static_cast<int>(i % kBlockMatrices));
+    WeightView& w = *aqlm::BlockMatrix(student->layers[Sz(i / kBlockMatrices)], static_cast<int>(i % kBlockMatrices));
     const auto* af = dynamic_cast<const AqlmFormat*>(w.format.get());
     owned->buffers.emplace_back(Sz(af->PackedBytes(w.rows, w.cols)));
     af->Pack(t, owned->buffers.back().data());
