@@ -18,19 +18,6 @@ inline size_t Sz(int64_t a, int64_t b = 1) { return static_cast<size_t>(a * b); 
 constexpr int64_t kTokenBlock = 48;  // tokens per task of the products over the feature axis
 constexpr int64_t kRowBlock = 24;    // weight rows per task of the dW products
 
-// Dot product with 8 independent lanes (fixed order: independent of threads and alignment).
-template <class T>
-T Dot(const T* a, const T* b, int64_t n) {
-  T acc[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
-  }
-  T s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 // y (n, rows) = a (n, depth) b (depth, rows) by the dense kernel, token blocks in parallel.
 template <class T>
 void MatMulTokens(const T* a, const T* b, int64_t n, int64_t depth, int64_t rows, T* y,
@@ -95,22 +82,41 @@ void Rope(T* v, int64_t n_heads, int64_t head_dim, int64_t rope_dim, RopeLayout 
   }
 }
 
-// Causal softmax probabilities of query (t, head h) over keys 0..pos of its sequence, into p.
+// One attention head of one sequence through the dense kernel: q (L, hd) with row stride
+// q_stride, k_t (hd, L) the head's keys transposed. p (L, L) receives the causal softmax
+// probabilities of each query row (exact zeros above the diagonal); the softmax runs in T with
+// its sums in double. The full L x L score product is computed and the upper half discarded: on
+// the kernel's tiles that costs less than per-row dot products.
 template <class T>
-void Probabilities(const T* q, const T* keys, int64_t kv_stride, int64_t n_keys, int64_t hd, T scale,
-                   T* p) {
-  T max_value = T(0);
-  for (int64_t j = 0; j < n_keys; ++j) {
-    p[j] = Dot(q, keys + j * kv_stride, hd) * scale;
-    max_value = j == 0 ? p[j] : std::max(max_value, p[j]);
+void CausalProbabilities(const T* q, int64_t q_stride, const T* k_t, int64_t seq_len, int64_t hd, T scale,
+                         T* p) {
+  kernels::DenseArgs<T> args{q, k_t, p, hd, seq_len};
+  args.lda = q_stride;
+  kernels::MultiplyRows<T>(args, 0, seq_len);
+  for (int64_t t = 0; t < seq_len; ++t) {
+    T* row = p + t * seq_len;
+    T max_value = row[0] * scale;
+    for (int64_t j = 0; j <= t; ++j) {
+      row[j] *= scale;
+      max_value = std::max(max_value, row[j]);
+    }
+    double sum = 0.0;
+    for (int64_t j = 0; j <= t; ++j) {
+      row[j] = std::exp(row[j] - max_value);
+      sum += static_cast<double>(row[j]);
+    }
+    const T inv = static_cast<T>(1.0 / sum);
+    for (int64_t j = 0; j <= t; ++j) row[j] *= inv;
+    std::fill(row + t + 1, row + seq_len, T(0));
   }
-  double sum = 0.0;
-  for (int64_t j = 0; j < n_keys; ++j) {
-    p[j] = std::exp(p[j] - max_value);
-    sum += static_cast<double>(p[j]);
+}
+
+// out (cols, rows) = in (rows, cols) with row stride `stride`, transposed (one task's copy).
+template <class T>
+void TransposeStrided(const T* in, int64_t rows, int64_t cols, int64_t stride, T* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * stride + c];
   }
-  const T inv = static_cast<T>(1.0 / sum);
-  for (int64_t j = 0; j < n_keys; ++j) p[j] *= inv;
 }
 
 // What the backward pass needs from the forward pass.
@@ -166,20 +172,20 @@ void Forward(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<dou
     Rope(kt, c.n_kv_heads, hd, rope_dim, c.rope_layout, cs, false);
   }
   att.resize(Sz(n, q_dim));
-  pool.ParallelFor(n * c.n_heads, [&](int64_t task, int) {
-    const int64_t t = task / c.n_heads, h = task % c.n_heads;
-    const int64_t first = (t / seq_len) * seq_len, pos = t % seq_len;
-    const int64_t kvh = h / heads_per_kv;
-    thread_local std::vector<T> p;
-    p.resize(Sz(pos + 1));
-    Probabilities(&q[Sz(t, q_dim) + Sz(h * hd)], &k[Sz(first, kv_dim) + Sz(kvh * hd)], kv_dim, pos + 1,
-                  hd, scale, p.data());
-    T* o = &att[Sz(t, q_dim) + Sz(h * hd)];
-    std::fill(o, o + hd, T(0));
-    for (int64_t j = 0; j <= pos; ++j) {
-      const T* vj = &v[Sz(first + j, kv_dim) + Sz(kvh * hd)];
-      for (int64_t d = 0; d < hd; ++d) o[d] += p[Sz(j)] * vj[d];
-    }
+  // One task per (sequence, query head): P = causal softmax(q k^T * scale), att = P v.
+  pool.ParallelFor(n_seq * c.n_heads, [&](int64_t task, int) {
+    const int64_t seq = task / c.n_heads, h = task % c.n_heads, kvh = h / heads_per_kv;
+    const int64_t first = seq * seq_len;
+    thread_local std::vector<T> k_t, p;
+    k_t.resize(Sz(hd, seq_len));
+    p.resize(Sz(seq_len, seq_len));
+    TransposeStrided(&k[Sz(first, kv_dim) + Sz(kvh * hd)], seq_len, hd, kv_dim, k_t.data());
+    CausalProbabilities(&q[Sz(first, q_dim) + Sz(h * hd)], q_dim, k_t.data(), seq_len, hd, scale, p.data());
+    kernels::DenseArgs<T> pv{p.data(), &v[Sz(first, kv_dim) + Sz(kvh * hd)], &att[Sz(first, q_dim) + Sz(h * hd)],
+                             seq_len, hd};
+    pv.ldb = kv_dim;
+    pv.ldy = q_dim;
+    kernels::MultiplyRows<T>(pv, 0, seq_len);
   });
   h1.resize(Sz(n, dim));
   MatMulXWt(att.data(), w, 3, n, dim, q_dim, h1.data(), pool);
@@ -244,44 +250,60 @@ void Backward(const LlamaConfig& c, const DenseBlock<T>& w, BlockState<T>& st, s
   MatMulDyTX(dh1.data(), att.data(), n, dim, q_dim, g.w[3].data(), pool);
   std::vector<T>& datt = att;  // att is not needed any more
   MatMulDyW(dh1.data(), w.w[3], n, dim, q_dim, datt.data(), false, pool);
-  // Attention: one task per (sequence, kv head) owns dk/dv of that head and dq of its query heads.
+  // Attention: one task per (sequence, kv head) owns dk/dv of that head and dq of its query heads
+  // (summed over the heads of the group in order). Per head, with P recomputed:
+  //   dP = d_att v^T, dS = P * (dP - rowsum(P * dP)) * scale, dq = dS k, dk += dS^T q, dv += P^T d_att.
   std::vector<T> dq(Sz(n, q_dim), T(0)), dk(Sz(n, kv_dim), T(0)), dv(Sz(n, kv_dim), T(0));
   pool.ParallelFor(n_seq * c.n_kv_heads, [&](int64_t task, int) {
     const int64_t seq = task / c.n_kv_heads, kvh = task % c.n_kv_heads;
-    const int64_t first = seq * seq_len;
-    thread_local std::vector<T> p, dp;
-    p.resize(Sz(seq_len));
-    dp.resize(Sz(seq_len));
+    const int64_t first = seq * seq_len, L = seq_len;
+    thread_local std::vector<T> k_t, v_t, p, dp, t_buf, part;
+    k_t.resize(Sz(hd, L));
+    v_t.resize(Sz(hd, L));
+    p.resize(Sz(L, L));
+    dp.resize(Sz(L, L));
+    t_buf.resize(Sz(L, L));
+    part.resize(Sz(L, hd));
     const T* keys = &k[Sz(first, kv_dim) + Sz(kvh * hd)];
     const T* values = &v[Sz(first, kv_dim) + Sz(kvh * hd)];
     T* dkeys = &dk[Sz(first, kv_dim) + Sz(kvh * hd)];
     T* dvalues = &dv[Sz(first, kv_dim) + Sz(kvh * hd)];
-    for (int64_t h = kvh * heads_per_kv; h < (kvh + 1) * heads_per_kv; ++h) {
-      for (int64_t pos = 0; pos < seq_len; ++pos) {
-        const int64_t t = first + pos;
-        const T* qt = &q[Sz(t, q_dim) + Sz(h * hd)];
-        const T* dot = &datt[Sz(t, q_dim) + Sz(h * hd)];
-        T* dqt = &dq[Sz(t, q_dim) + Sz(h * hd)];
-        Probabilities(qt, keys, kv_dim, pos + 1, hd, scale, p.data());
-        double sum_pdp = 0.0;
-        for (int64_t j = 0; j <= pos; ++j) {
-          dp[Sz(j)] = Dot(dot, values + j * kv_dim, hd);
-          sum_pdp += static_cast<double>(p[Sz(j)]) * static_cast<double>(dp[Sz(j)]);
-        }
-        const T m = static_cast<T>(sum_pdp);
-        for (int64_t j = 0; j <= pos; ++j) {
-          const T pj = p[Sz(j)];
-          const T dsj = pj * (dp[Sz(j)] - m) * scale;  // dL/dscore_j, times the score scale
-          const T* kj = keys + j * kv_dim;
-          T* dkj = dkeys + j * kv_dim;
-          T* dvj = dvalues + j * kv_dim;
-          for (int64_t d = 0; d < hd; ++d) {
-            dqt[d] += dsj * kj[d];
-            dkj[d] += dsj * qt[d];
-            dvj[d] += pj * dot[d];
-          }
-        }
+    TransposeStrided(keys, L, hd, kv_dim, k_t.data());
+    TransposeStrided(values, L, hd, kv_dim, v_t.data());
+    // part (L, hd) = a (L, L) b (L, hd; row stride ldb); then added into out (row stride kv_dim).
+    auto accumulate = [&](const T* a, const T* b, int64_t ldb, T* out) {
+      kernels::DenseArgs<T> args{a, b, part.data(), L, hd};
+      args.ldb = ldb;
+      kernels::MultiplyRows<T>(args, 0, L);
+      for (int64_t j = 0; j < L; ++j) {
+        for (int64_t d = 0; d < hd; ++d) out[j * kv_dim + d] += part[Sz(j, hd) + Sz(d)];
       }
+    };
+    for (int64_t h = kvh * heads_per_kv; h < (kvh + 1) * heads_per_kv; ++h) {
+      const T* qh = &q[Sz(first, q_dim) + Sz(h * hd)];
+      const T* d_att = &datt[Sz(first, q_dim) + Sz(h * hd)];
+      CausalProbabilities(qh, q_dim, k_t.data(), L, hd, scale, p.data());
+      kernels::DenseArgs<T> dpv{d_att, v_t.data(), dp.data(), hd, L};
+      dpv.lda = q_dim;
+      kernels::MultiplyRows<T>(dpv, 0, L);
+      // dp becomes dS (zero above the diagonal, where P is zero).
+      for (int64_t t = 0; t < L; ++t) {
+        const T* pt = &p[Sz(t, L)];
+        T* dt = &dp[Sz(t, L)];
+        double sum_pdp = 0.0;
+        for (int64_t j = 0; j <= t; ++j) sum_pdp += static_cast<double>(pt[j]) * static_cast<double>(dt[j]);
+        const T m = static_cast<T>(sum_pdp);
+        for (int64_t j = 0; j <= t; ++j) dt[j] = pt[j] * (dt[j] - m) * scale;
+        std::fill(dt + t + 1, dt + L, T(0));
+      }
+      kernels::DenseArgs<T> dqk{dp.data(), keys, &dq[Sz(first, q_dim) + Sz(h * hd)], L, hd};
+      dqk.ldb = kv_dim;
+      dqk.ldy = q_dim;
+      kernels::MultiplyRows<T>(dqk, 0, L);
+      TransposeStrided(dp.data(), L, L, L, t_buf.data());
+      accumulate(t_buf.data(), qh, q_dim, dkeys);
+      TransposeStrided(p.data(), L, L, L, t_buf.data());
+      accumulate(t_buf.data(), d_att, q_dim, dvalues);
     }
   });
   for (int64_t t = 0; t < n; ++t) {

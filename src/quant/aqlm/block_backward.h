@@ -16,14 +16,13 @@
 // fine-tuning chains the blocks) and also returns dL/dx.
 //
 // Precision: T = float (fine-tuning) or double (gradient checks in tests). The matrix products
-// (over the feature axis, and dW's sum over tokens) are one fma chain in T per element
-// (kernels/dense.h); attention dot products accumulate in T with 8 fixed lanes; the other sums over
-// tokens (norm gradients, the loss, softmax denominators, RmsNorm's mean of squares) accumulate in
-// double.
+// (over the feature axis, dW's sum over tokens, and attention's q k^T, P v and their gradients per
+// (sequence, head)) are one fma chain in T per element (kernels/dense.h); the other sums (norm
+// gradients, the loss, softmax denominators, RmsNorm's mean of squares) accumulate in double.
 // Threads: every parallel task writes its own slice (token blocks, row blocks, one (sequence,
 // kv head) of attention), and reductions run in a fixed order, so the results are bit-identical
 // for any thread count. Attention probabilities are recomputed in the backward pass instead of
-// stored (memory O(n * width), not O(n * seq_len * heads)).
+// stored (memory O(n * width) plus seq_len^2 per thread, not O(n * seq_len * heads)).
 #pragma once
 
 #include <cstdint>
