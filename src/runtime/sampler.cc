@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "lowbit/model.h"
+#include "runtime/candidate_order.h"
 
 namespace lowbit {
 
@@ -19,13 +20,8 @@ int32_t Sampler::Sample(std::span<const float> logits) {
     return static_cast<int32_t>(best);
   }
   // Candidates by decreasing logit (ties: lower id first, so the order is fully determined).
-  candidates_.resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) candidates_[i] = {logits[i], static_cast<int32_t>(i)};
-  auto by_logit = [](const auto& a, const auto& b) {
-    return a.first != b.first ? a.first > b.first : a.second < b.second;
-  };
-  int64_t k = options_.top_k > 0 ? std::min(options_.top_k, n) : n;
-  std::partial_sort(candidates_.begin(), candidates_.begin() + k, candidates_.end(), by_logit);
+  const int64_t k = options_.top_k > 0 ? std::min(options_.top_k, n) : n;
+  OrderCandidates(logits, k, &candidates_);
   // Softmax over the k kept, in double, at the given temperature.
   std::vector<double> probs(static_cast<size_t>(k));
   const double max_logit = candidates_[0].first;

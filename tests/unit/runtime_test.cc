@@ -4,17 +4,20 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <vector>
 
 #include "lowbit/format_registry.h"
 #include "lowbit/gguf.h"
 #include "lowbit/model.h"
+#include "runtime/candidate_order.h"
 #include "runtime/linear.h"
 #include "runtime/ops.h"
 #include "runtime/thread_pool.h"
@@ -372,6 +375,55 @@ TEST(Sampler, GreedyTopKTopPAndSeeds) {
   Sampler a(SamplerOptions{.temperature = 1.0f, .seed = 9});
   Sampler b(SamplerOptions{.temperature = 1.0f, .seed = 9});
   for (int i = 0; i < 100; ++i) EXPECT_EQ(a.Sample(logits), b.Sample(logits));
+}
+
+// The radix order (large k) and the comparison order (small k) against a plain stable sort by
+// (logit descending, id ascending), over a vocabulary-sized row with many ties, both zeros,
+// infinities and subnormals.
+TEST(Sampler, CandidateOrderMatchesAComparisonSort) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> pick(0, 99);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  const int64_t n = 49152;
+  std::vector<float> logits(n);
+  for (float& v : logits) {
+    const int r = pick(rng);
+    v = r < 5    ? 0.0f
+        : r < 10 ? -0.0f
+        : r < 12 ? std::numeric_limits<float>::infinity()
+        : r < 14 ? -std::numeric_limits<float>::infinity()
+        : r < 16 ? std::numeric_limits<float>::denorm_min() * static_cast<float>(r - 14)
+        : r < 30 ? std::round(normal(rng))  // integer logits: many ties
+                 : normal(rng);
+  }
+  std::vector<std::pair<float, int32_t>> want(n);
+  for (int64_t i = 0; i < n; ++i) want[i] = {logits[i], static_cast<int32_t>(i)};
+  std::stable_sort(want.begin(), want.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (int64_t k : {int64_t{1}, int64_t{40}, int64_t{511}, int64_t{512}, int64_t{5000}, n}) {
+    std::vector<std::pair<float, int32_t>> got;
+    OrderCandidates(logits, k, &got);
+    ASSERT_EQ(static_cast<int64_t>(got.size()), k);
+    for (int64_t i = 0; i < k; ++i) {
+      ASSERT_EQ(got[i].second, want[i].second) << "k = " << k << ", position " << i;
+      ASSERT_EQ(std::memcmp(&got[i].first, &logits[got[i].second], sizeof(float)), 0);
+    }
+  }
+  // NaN logits come after every number, in id order, in both paths.
+  std::vector<float> with_nan(600, -1.0f);
+  with_nan[3] = std::nanf("");
+  with_nan[5] = 2.0f;
+  with_nan[7] = std::nanf("");
+  for (int64_t k : {int64_t{4}, int64_t{600}}) {
+    std::vector<std::pair<float, int32_t>> got;
+    OrderCandidates(with_nan, k, &got);
+    EXPECT_EQ(got[0].second, 5) << k;
+    EXPECT_EQ(got[1].second, 0) << k;
+    if (k == 600) {
+      EXPECT_EQ(got[598].second, 3);
+      EXPECT_EQ(got[599].second, 7);
+    }
+  }
 }
 
 TEST(LlamaConfig, ValidateNamesTheField) {
