@@ -98,9 +98,16 @@ Result<std::vector<std::vector<int32_t>>> SampleCalibration(const LlamaModel& mo
 struct AqlmGlobalFineTuneOptions {
   int epochs = 4;                // passes over the training sequences (>= 1)
   double lr = 3e-3;              // relative: each parameter group moves ~lr * its RMS per step
+  bool cosine_lr = false;        // true: lr * (1 + cos(pi * (step - 1) / steps)) / 2 (decays to ~0)
   int64_t batch_sequences = 8;   // training sequences per Adam step (>= 1)
   double val_fraction = 0.125;   // share of sequences held out for keep-best (at least one)
   bool tune_norms = true;        // false: only codebooks and scales move
+  // > 0: after every epoch a discrete code step (PV-tuning's linearized V step,
+  // src/quant/aqlm/code_step.h) may change this share of each matrix's groups, moving them
+  // towards W - eta * (the epoch's summed gradient), eta = code_step * rms(W) / rms(gradient).
+  double code_fraction = 0.0;
+  double code_step = 0.05;
+  bool code_sign = false;  // true: the target moves by eta * rms(gradient) * sign(gradient) per weight
   int n_threads = 2;
 };
 
@@ -108,9 +115,10 @@ struct AqlmGlobalFineTuneProgress {
   enum class Stage { kTeacher, kValidation, kStep };
   Stage stage = Stage::kStep;
   int epoch = 0, epochs = 0;   // kValidation: epoch 0 is the untrained model
-  int64_t step = 0, steps = 0;  // kStep: steps done / in all; kTeacher: sequences done / in all
+  int64_t step = 0, steps = 0;  // kStep: steps done / in all; kTeacher: layers done / in all
   double kl = 0.0;             // kStep: the batch's training KL (before the step); kValidation: held-out KL
   bool best = false;           // kValidation: the best point so far
+  int64_t codes_changed = 0;   // kValidation: groups whose codes the epoch's code step changed
   double elapsed_seconds = 0.0, eta_seconds = 0.0;
 };
 using AqlmGlobalFineTuneProgressFn = std::function<void(const AqlmGlobalFineTuneProgress&)>;
@@ -120,6 +128,7 @@ struct AqlmGlobalFineTuneResult {
   int best_epoch = 0;                         // 0: nothing improved, the student is unchanged
   int64_t n_train = 0, n_val = 0;             // sequences in each split
   int64_t steps = 0;
+  int64_t codes_changed = 0;  // groups changed by all code steps (code_fraction > 0)
 };
 
 // student: every block's seven matrices are aqlm tensors (a file QuantizeModelAqlm wrote);

@@ -184,9 +184,25 @@ TEST(CliFinetuneAqlm, TunesAnAqlmFileAgainstItsTeacher) {
   std::printf("stories260K 2x8g8 KLD on unseen text: %.5f -> %.5f after finetune-aqlm\n", before, after);
   EXPECT_LT(after, before);
 
+  // The cosine schedule with code steps: named in the JSON, codes changed, and it tunes too.
+  const std::string cosine = (dir / "cosine.gguf").string();
+  r = RunCli("finetune-aqlm -m " + student + " --teacher " + model + " -o " + cosine + " --calib " + calib +
+             " --calib-seqs 16 --calib-len 128 --epochs 3 --batch 4 --lr 1e-3 --lr-schedule cosine"
+             " --code-fraction 0.02 --code-step 0.02 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json jc = nlohmann::json::parse(r.out);
+  EXPECT_EQ(jc["lr_schedule"], "cosine");
+  EXPECT_EQ(jc["code_fraction"].get<double>(), 0.02);
+  EXPECT_GT(jc["codes_changed"].get<int64_t>(), 0);
+  EXPECT_EQ(j["codes_changed"].get<int64_t>(), 0);
+  EXPECT_LT(jc["val_kl_after"].get<double>(), jc["val_kl_before"].get<double>());
+  EXPECT_NE(jc["val_kl_after"].get<double>(), j["val_kl_after"].get<double>());
+
   const std::string bad = (dir / "bad.gguf").string();
   EXPECT_EQ(RunCli("finetune-aqlm -m " + model + " --teacher " + model + " -o " + bad + " --calib " + calib +
                    " --calib-seqs 4 -q").exit_code, 2);
+  EXPECT_EQ(RunCli("finetune-aqlm -m " + student + " --teacher " + model + " -o " + bad + " --calib " + calib +
+                   " --calib-seqs 4 --lr-schedule linear -q").exit_code, 2);
   EXPECT_FALSE(fs::exists(bad));
 }
 

@@ -266,7 +266,7 @@ TEST(AqlmGlobalFineTune, LowersHeldOutKlAndKldOnUnseenText) {
   EXPECT_EQ(steps, 4 * 4);  // 14 training sequences in batches of 4: 4 steps per epoch
   EXPECT_EQ(r->steps, steps);
   EXPECT_EQ(validations, 5);
-  EXPECT_GT(teacher_reports, 0);
+  EXPECT_EQ(teacher_reports, teacher.config.n_layers);  // one report per layer
   EXPECT_GT(r->best_epoch, 0);
   EXPECT_LT(r->val_after, r->val_before);
   // Text far past the calibration part, through the runtime (packed tensors).
@@ -319,6 +319,46 @@ TEST(AqlmGlobalFineTune, OneAndTwoThreadsGiveTheSameModel) {
   EXPECT_EQ(a.output_norm, b.output_norm);
 }
 
+// With code steps (PV-tuning's discrete step) after every epoch: codes change, the result is the
+// same for 1 and 2 threads, and the written codes are those of the kept epoch.
+TEST(AqlmGlobalFineTune, CodeStepsChangeCodesIndependentlyOfThreads) {
+  REQUIRE_STORIES(f);
+  const LlamaModel student = QuantizeStudent(f, 4);
+  const auto seqs = testing::TokenSequences(*f.loaded.tokenizer, f.text, 0, 8, 64);
+  AqlmGlobalFineTuneOptions o;
+  o.epochs = 2;
+  o.batch_sequences = 4;
+  o.lr = 1e-3;
+  o.code_fraction = 0.02;
+  o.code_step = 0.02;
+  LlamaModel a = student, b = student;
+  o.n_threads = 1;
+  auto ra = FineTuneAqlmGlobal(f.loaded.model, &a, seqs, o);
+  o.n_threads = 2;
+  auto rb = FineTuneAqlmGlobal(f.loaded.model, &b, seqs, o);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  EXPECT_GT(ra->codes_changed, 0);
+  EXPECT_EQ(ra->codes_changed, rb->codes_changed);
+  EXPECT_EQ(ra->val_after, rb->val_after);
+  ASSERT_GT(ra->best_epoch, 0);
+  int64_t differing = 0;
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    for (int i = 0; i < kBlockMatrices; ++i) {
+      const WeightView& wa = *aqlm::BlockMatrix(a.layers[l], i);
+      const WeightView& wb = *aqlm::BlockMatrix(b.layers[l], i);
+      const WeightView& w0 = *aqlm::BlockMatrix(student.layers[l], i);
+      ASSERT_EQ(wa.n_bytes(), wb.n_bytes());
+      EXPECT_EQ(0, std::memcmp(wa.data, wb.data, static_cast<size_t>(wa.n_bytes()))) << wa.name;
+      const auto* af = dynamic_cast<const AqlmFormat*>(wa.format.get());
+      const AqlmTensor ta = af->Unpack(wa.data, wa.rows, wa.cols), t0 = af->Unpack(w0.data, w0.rows, w0.cols);
+      for (size_t k = 0; k < ta.codes.size(); ++k) differing += ta.codes[k] != t0.codes[k];
+    }
+  }
+  // Codes change only through code steps, at most code_fraction of each matrix's groups per step.
+  EXPECT_GT(differing, 0);
+  EXPECT_LE(differing, 2 * ra->codes_changed);
+}
+
 TEST(AqlmGlobalFineTune, BadInputsAreNamedErrors) {
   REQUIRE_STORIES(f);
   const auto seqs = testing::TokenSequences(*f.loaded.tokenizer, f.text, 0, 3, 16);
@@ -335,6 +375,11 @@ TEST(AqlmGlobalFineTune, BadInputsAreNamedErrors) {
   r = FineTuneAqlmGlobal(f.loaded.model, &student, seqs, bad);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("epochs = 0"), std::string::npos) << r.status().message();
+  AqlmGlobalFineTuneOptions bad_code;
+  bad_code.code_fraction = 1.5;
+  r = FineTuneAqlmGlobal(f.loaded.model, &student, seqs, bad_code);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("code_fraction = 1.5"), std::string::npos) << r.status().message();
   std::vector<std::vector<int32_t>> out_of_range = seqs;
   out_of_range[1][3] = f.loaded.model.config.vocab_size;
   r = FineTuneAqlmGlobal(f.loaded.model, &student, out_of_range, {});

@@ -22,6 +22,7 @@ struct FinetuneAqlmCliOptions {
   CalibrationCliOptions calibration;
   AqlmGlobalFineTuneOptions tune;
   bool no_norms = false;
+  std::string lr_schedule = "constant";
   bool json = false;
   bool quiet = false;
 };
@@ -33,25 +34,29 @@ int RunFinetuneAqlm(FinetuneAqlmCliOptions o) {
   Result<LoadedModel> student = LoadModelWithTokenizer(o.model, "");
   if (!student.ok()) return ReportError(student.status());
   if (!o.quiet) {
-    fmt::print(stderr, "finetune-aqlm: calibration {} ({} sequences of {} tokens), {} epochs, lr {}, batch {}\n",
+    fmt::print(stderr, "finetune-aqlm: calibration {} ({} sequences of {} tokens), {} epochs, lr {} ({}), batch {}\n",
                o.calibration.calib, o.calibration.sequences, o.calibration.length, o.tune.epochs, o.tune.lr,
-               o.tune.batch_sequences);
+               o.lr_schedule, o.tune.batch_sequences);
   }
   // Calibration tokens come from the teacher's tokenizer (self: sampled from the teacher).
   auto seqs = CalibrationSequences(o.calibration, *teacher, o.tune.n_threads, o.quiet);
   if (!seqs.ok()) return ReportError(seqs.status());
   o.tune.tune_norms = !o.no_norms;
+  o.tune.cosine_lr = o.lr_schedule == "cosine";
   LlamaModel tuned = student->model;
   using Stage = AqlmGlobalFineTuneProgress::Stage;
   auto r = FineTuneAqlmGlobal(teacher->model, &tuned, *seqs, o.tune, [&](const AqlmGlobalFineTuneProgress& p) {
     if (o.quiet) return;
     switch (p.stage) {
       case Stage::kTeacher:
-        fmt::print(stderr, "[teacher] {}/{} sequences, {:.0f} s\n", p.step, p.steps, p.elapsed_seconds);
+        if (p.step % std::max<int64_t>(1, p.steps / 8) != 0 && p.step != p.steps) break;  // ~8 lines
+        fmt::print(stderr, "[teacher] layer {}/{}, {:.0f} s\n", p.step, p.steps, p.elapsed_seconds);
         break;
       case Stage::kValidation:
-        fmt::print(stderr, "[epoch {}/{}] held-out KL {:.5f}{}, {:.0f} s\n", p.epoch, p.epochs, p.kl,
-                   p.best ? " (best)" : "", p.elapsed_seconds);
+        fmt::print(stderr, "[epoch {}/{}] {}held-out KL {:.5f}{}, {:.0f} s\n", p.epoch, p.epochs,
+                   o.tune.code_fraction > 0.0 && p.epoch > 0 ? fmt::format("code step: {} groups changed; ", p.codes_changed)
+                                                             : std::string(),
+                   p.kl, p.best ? " (best)" : "", p.elapsed_seconds);
         break;
       case Stage::kStep:
         fmt::print(stderr, "[epoch {}/{}] step {}/{} train KL {:.5f}, {:.0f} s, ETA {:.0f} s\n", p.epoch, p.epochs,
@@ -77,8 +82,13 @@ int RunFinetuneAqlm(FinetuneAqlmCliOptions o) {
                               {"calib_length", o.calibration.length},
                               {"epochs", o.tune.epochs},
                               {"lr", o.tune.lr},
+                              {"lr_schedule", o.lr_schedule},
                               {"batch_sequences", o.tune.batch_sequences},
                               {"tune_norms", o.tune.tune_norms},
+                              {"code_fraction", o.tune.code_fraction},
+                              {"code_step", o.tune.code_step},
+                              {"code_sign", o.tune.code_sign},
+                              {"codes_changed", r->codes_changed},
                               {"train_sequences", r->n_train},
                               {"val_sequences", r->n_val},
                               {"steps", r->steps},
@@ -102,9 +112,9 @@ void AddFinetuneAqlmCommand(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand(
       "finetune-aqlm",
       "AQLM global fine-tuning: tune the codebooks, scales and norm gains of an AQLM GGUF\n"
-      "(lowbit quantize --method aqlm:...; codes frozen) so its next-token distribution matches\n"
-      "the teacher's (mean KL over calibration tokens), keeping the best epoch on held-out\n"
-      "calibration sequences. Writes a new GGUF (atomically).");
+      "(lowbit quantize --method aqlm:...; codes frozen unless --code-fraction) so its next-token\n"
+      "distribution matches the teacher's (mean KL over calibration tokens), keeping the best\n"
+      "epoch on held-out calibration sequences. Writes a new GGUF (atomically).");
   cmd->add_option("-m,--model", o->model, "AQLM GGUF to tune (the student)")->required();
   cmd->add_option("--teacher", o->teacher, "the model the student was quantized from")->required();
   cmd->add_option("-o,--out", o->out, "output GGUF file (written atomically)")->required();
@@ -113,10 +123,22 @@ void AddFinetuneAqlmCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_option("--lr", o->tune.lr, "Adam learning rate, relative to each parameter group's RMS")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--lr-schedule", o->lr_schedule,
+                  "constant, or cosine (decays to ~0 over all the steps)")
+      ->capture_default_str()->check(CLI::IsMember({"constant", "cosine"}));
   cmd->add_option("--batch", o->tune.batch_sequences, "training sequences per Adam step")
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--val-fraction", o->tune.val_fraction, "share of the sequences held out for keep-best")
       ->capture_default_str()->check(CLI::Range(1e-6, 0.999999));
+  cmd->add_option("--code-fraction", o->tune.code_fraction,
+                  "> 0: after every epoch, a discrete code step (PV-tuning) may change this share of each "
+                  "matrix's groups")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--code-step", o->tune.code_step,
+                  "the code step's target distance, relative to the RMS weight")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_flag("--code-sign", o->tune.code_sign,
+                "the code step's target moves by the gradient's sign (scaled by its RMS) per weight");
   cmd->add_flag("--no-norms", o->no_norms, "tune codebooks and scales only (norm gains stay)");
   cmd->add_option("-t,--threads", o->tune.n_threads, "threads")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_flag("--json", o->json, "print the result as JSON on stdout");

@@ -17,6 +17,8 @@
 //   measured with the parameters as they will be stored (codebooks and scales rounded to binary16)
 //   before training and after every epoch, and the best point is kept (the untrained model,
 //   unchanged, when none is better).
+// Code steps (optional): after every epoch, PV-tuning's discrete step may move a share of each
+//   matrix's codes down the epoch's summed gradient (code_step.h).
 // Determinism: every reduction runs in a fixed order; results do not depend on the thread count.
 #pragma once
 

@@ -4,11 +4,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numbers>
 
 #include "formats/additive.h"
 #include "lowbit/aqlm.h"
 #include "quant/aqlm/adam.h"
 #include "quant/aqlm/block_finetune.h"
+#include "quant/aqlm/code_step.h"
 #include "quant/aqlm/global_finetune.h"
 #include "runtime/linear.h"
 #include "runtime/ops.h"
@@ -69,6 +71,10 @@ Status CheckInputs(const LlamaConfig& c, const std::vector<std::vector<int32_t>>
   if (o.batch_sequences < 1) {
     return InvalidArgument("aqlm global fine-tuning: batch_sequences = " + std::to_string(o.batch_sequences) +
                            ", expected >= 1");
+  }
+  if (!(o.code_fraction >= 0.0 && o.code_fraction <= 1.0) || !(o.code_step > 0.0) || !std::isfinite(o.code_step)) {
+    return InvalidArgument("aqlm global fine-tuning: code_fraction = " + std::to_string(o.code_fraction) +
+                           ", code_step = " + std::to_string(o.code_step) + ", expected in [0, 1] and > 0");
   }
   if (!(o.val_fraction > 0.0 && o.val_fraction < 1.0)) {
     return InvalidArgument("aqlm global fine-tuning: val_fraction = " + std::to_string(o.val_fraction) +
@@ -166,45 +172,51 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
   const std::vector<double> rope_freqs = RopeFrequencies(c, student->rope_freq_factors);
   const size_t stride = Sz(seq_len, dim);
 
-  // Teacher: its classifier input for every calibration token, one batch of sequences at a time,
-  // through the same dense f32 block as the student (decoded weights: f32 activations, as the
-  // evaluation's --exact reference), one layer's weights decoded at a time.
+  // Teacher: its classifier input for every calibration token, through the same dense f32 block
+  // as the student (decoded weights: f32 activations, as the evaluation's --exact reference).
+  // Layers outside, batches inside: each matrix is decoded once, and teacher_hidden carries
+  // every sequence's residual stream from layer to layer.
   const LlamaModel& teacher = teacher_model;
   std::vector<float> teacher_hidden(Sz(n_seq) * stride);
-  for (int64_t s0 = 0; s0 < n_seq; s0 += batch) {
-    const int64_t count = std::min(batch, n_seq - s0);
-    std::vector<float> x(Sz(count) * stride), y;
-    for (int64_t s = 0; s < count; ++s) {
-      for (int64_t t = 0; t < seq_len; ++t) ReadRow(teacher.token_embedding, seqs[Sz(s0 + s)][Sz(t)], &x[Sz(s * seq_len + t, dim)]);
+  for (int64_t s = 0; s < n_seq; ++s) {
+    for (int64_t t = 0; t < seq_len; ++t) {
+      ReadRow(teacher.token_embedding, seqs[Sz(s)][Sz(t)], &teacher_hidden[Sz(s) * stride + Sz(t, dim)]);
     }
-    for (int64_t l = 0; l < n_layers; ++l) {
-      const LayerWeights& lw = teacher.layers[Sz(l)];
-      std::vector<float> w[kBlockMatrices];
-      aqlm::DenseBlock<float> b;
-      for (int i = 0; i < kBlockMatrices; ++i) {
-        w[i] = ReadMatrix(*aqlm::BlockMatrix(lw, i));
-        b.w[i] = w[i].data();
-      }
-      b.attn_norm = lw.attn_norm.data();
-      b.ffn_norm = lw.ffn_norm.data();
-      if (c.qkv_bias) {
-        b.bq = lw.bq.data();
-        b.bk = lw.bk.data();
-        b.bv = lw.bv.data();
-      }
-      aqlm::BlockApply<float>(c, b, rope_freqs, count, seq_len, x.data(), pool, &y);
-      x.swap(y);
+  }
+  std::vector<float> y;
+  for (int64_t l = 0; l < n_layers; ++l) {
+    const LayerWeights& lw = teacher.layers[Sz(l)];
+    std::vector<float> w[kBlockMatrices];
+    aqlm::DenseBlock<float> b;
+    for (int i = 0; i < kBlockMatrices; ++i) {
+      w[i] = ReadMatrix(*aqlm::BlockMatrix(lw, i));
+      b.w[i] = w[i].data();
     }
-    float* out = &teacher_hidden[Sz(s0) * stride];
-    for (int64_t t = 0; t < count * seq_len; ++t) RmsNorm(&x[Sz(t, dim)], teacher.output_norm.data(), dim, c.rms_eps, out + t * dim);
+    b.attn_norm = lw.attn_norm.data();
+    b.ffn_norm = lw.ffn_norm.data();
+    if (c.qkv_bias) {
+      b.bq = lw.bq.data();
+      b.bk = lw.bk.data();
+      b.bv = lw.bv.data();
+    }
+    for (int64_t s0 = 0; s0 < n_seq; s0 += batch) {
+      const int64_t count = std::min(batch, n_seq - s0);
+      float* x = &teacher_hidden[Sz(s0) * stride];
+      aqlm::BlockApply<float>(c, b, rope_freqs, count, seq_len, x, pool, &y);
+      std::memcpy(x, y.data(), Sz(count) * stride * sizeof(float));
+    }
     if (progress) {
       AqlmGlobalFineTuneProgress p;
       p.stage = AqlmGlobalFineTuneProgress::Stage::kTeacher;
-      p.step = s0 + count;
-      p.steps = n_seq;
+      p.step = l + 1;
+      p.steps = n_layers;
       p.elapsed_seconds = elapsed();
       progress(p);
     }
+  }
+  for (int64_t t = 0; t < n_seq * seq_len; ++t) {
+    float* h = &teacher_hidden[Sz(t, dim)];
+    RmsNorm(h, teacher.output_norm.data(), dim, c.rms_eps, h);
   }
   const std::vector<float> teacher_head = ReadMatrix(teacher.output);
   const std::vector<float> student_head = ReadMatrix(student->output);
@@ -259,7 +271,7 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
     }
     return std::make_pair(sum / static_cast<double>(res.n_val), std::move(stored));
   };
-  auto report_validation = [&](int epoch, double kl, bool best) {
+  auto report_validation = [&](int epoch, double kl, bool best, int64_t codes_changed) {
     if (!progress) return;
     AqlmGlobalFineTuneProgress p;
     p.stage = AqlmGlobalFineTuneProgress::Stage::kValidation;
@@ -267,19 +279,28 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
     p.epochs = o.epochs;
     p.kl = kl;
     p.best = best;
+    p.codes_changed = codes_changed;
     p.elapsed_seconds = elapsed();
     progress(p);
   };
 
-  auto [val_before, untouched] = validate(master);
-  res.val_before = val_before;
-  report_validation(0, val_before, true);
-  double best_val = val_before;
+  res.val_before = validate(master).first;
+  report_validation(0, res.val_before, true, 0);
+  double best_val = res.val_before;
   Params best;
+  // Code steps: the gradient of every matrix summed over an epoch's steps, and the codes of the
+  // best point.
+  const bool code_steps = o.code_fraction > 0.0;
+  std::vector<std::vector<float>> grad_sum(code_steps ? Sz(master.n_matrices) : 0);
+  for (int64_t i = 0; i < static_cast<int64_t>(grad_sum.size()); ++i) {
+    grad_sum[Sz(i)].assign(Sz(tensors[Sz(i)].rows, tensors[Sz(i)].cols), 0.0f);
+  }
+  std::vector<std::vector<uint32_t>> best_codes;
   std::vector<aqlm::Adam> adam(n_groups);
+  std::vector<double> base_step(n_groups);
   for (size_t gi = 0; gi < n_groups; ++gi) {
     const double rms = aqlm::Rms(master.group[gi]);
-    adam[gi].step_size = o.lr * (rms > 0.0 ? rms : 1.0);
+    base_step[gi] = o.lr * (rms > 0.0 ? rms : 1.0);
   }
   aqlm::ModelGradients<float> grads;
   std::vector<double> d_cb, d_sc, d_norm;
@@ -288,6 +309,10 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {
     for (int64_t b = 0; b < steps_per_epoch; ++b) {
       ++step;
+      const double decay = o.cosine_lr ? 0.5 * (1.0 + std::cos(std::numbers::pi * static_cast<double>(step - 1) /
+                                                               static_cast<double>(total_steps)))
+                                       : 1.0;
+      for (size_t gi = 0; gi < n_groups; ++gi) adam[gi].step_size = base_step[gi] * decay;
       const int64_t first = b * batch, count = std::min(batch, res.n_train - first);
       const double kl = loss(dense.Decode(master, pool), first, count, &grads);
       for (int64_t i = 0; i < master.n_matrices; ++i) {
@@ -300,6 +325,11 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
         t.scales.swap(master.scales(i));
         adam[Sz(2 * i)].Step(master.codebooks(i), d_cb, step);
         adam[Sz(2 * i + 1)].Step(master.scales(i), d_sc, step);
+        if (code_steps) {
+          const std::vector<float>& g = grads.blocks[Sz(i / kBlockMatrices)].w[i % kBlockMatrices];
+          std::vector<float>& sum = grad_sum[Sz(i)];
+          for (size_t k = 0; k < sum.size(); ++k) sum[k] += g[k];
+        }
       }
       if (o.tune_norms) {
         auto norm_step = [&](std::vector<float>& value, const std::vector<float>& g, size_t gi) {
@@ -326,14 +356,32 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
         progress(p);
       }
     }
+    int64_t changed = 0;
+    if (code_steps) {
+      const aqlm::CodeStepOptions co{.step = o.code_step, .fraction = o.code_fraction, .sign = o.code_sign};
+      for (int64_t i = 0; i < master.n_matrices; ++i) {
+        AqlmTensor& t = tensors[Sz(i)];
+        t.codebooks.swap(master.codebooks(i));
+        t.scales.swap(master.scales(i));
+        changed += aqlm::CodeStep(&t, grad_sum[Sz(i)].data(), co, pool).groups_changed;
+        t.codebooks.swap(master.codebooks(i));
+        t.scales.swap(master.scales(i));
+        std::fill(grad_sum[Sz(i)].begin(), grad_sum[Sz(i)].end(), 0.0f);
+      }
+      res.codes_changed += changed;
+    }
     auto [val, stored] = validate(master);
     const bool improved = val < best_val;
     if (improved) {
       best_val = val;
       best = std::move(stored);
       res.best_epoch = epoch;
+      if (code_steps) {
+        best_codes.resize(tensors.size());
+        for (size_t i = 0; i < tensors.size(); ++i) best_codes[i] = tensors[i].codes;
+      }
     }
-    report_validation(epoch, val, improved);
+    report_validation(epoch, val, improved, changed);
   }
   res.steps = step;
   res.val_after = best_val;
@@ -346,6 +394,7 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
     AqlmTensor& t = tensors[Sz(i)];
     t.codebooks = best.codebooks(i);
     t.scales = best.scales(i);
+    if (code_steps) t.codes = best_codes[Sz(i)];
     WeightView& w = *aqlm::BlockMatrix(student->layers[Sz(i / kBlockMatrices)], static_cast<int>(i % kBlockMatrices));
     const auto* af = dynamic_cast<const AqlmFormat*>(w.format.get());
     owned->buffers.emplace_back(Sz(af->PackedBytes(w.rows, w.cols)));
