@@ -4,6 +4,9 @@
 // them stays on the stack under GCC 12, a store per FMA); the edges the masked generic loop.
 #include <immintrin.h>
 
+#include <cstring>
+#include <vector>
+
 #include "kernels/dense.h"
 
 namespace lowbit::kernels::detail {
@@ -46,15 +49,15 @@ struct Vec<float> {
   static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
 };
 
-// Rows [r, r + 6) x columns [c0, c0 + 2 * lanes), all inside the matrices.
+// Rows [r, r + 6) x columns [c0, c0 + 2 * lanes), all inside the matrices; b: those columns of B
+// (b[k * ldb + j] is B[k][c0 + j]), the matrix itself or a packed panel.
 template <class T>
-void Tile6x2(const DenseArgs<T>& g, int64_t r, int64_t c0) {
+void Tile6x2(const DenseArgs<T>& g, int64_t r, const T* b, int64_t ldb, int64_t c0) {
   using W = Vec<T>;
   using V = typename W::V;
   constexpr int L = W::kLanes;
-  const int64_t lda = g.stride_a(), ldb = g.stride_b(), ldy = g.stride_y(), depth = g.depth;
+  const int64_t lda = g.stride_a(), ldy = g.stride_y(), depth = g.depth;
   const T* a = g.a + r * lda;
-  const T* b = g.b + c0;
 #define LOWBIT_ROW_ACC(i) V c##i##0 = W::Zero(), c##i##1 = W::Zero();
   LOWBIT_ROW_ACC(0) LOWBIT_ROW_ACC(1) LOWBIT_ROW_ACC(2) LOWBIT_ROW_ACC(3) LOWBIT_ROW_ACC(4) LOWBIT_ROW_ACC(5)
 #undef LOWBIT_ROW_ACC
@@ -87,22 +90,36 @@ template <class T>
 void MultiplyRowsAvx2(const DenseArgs<T>& g, int64_t r0, int64_t r1) {
   using W = Vec<T>;
   constexpr int64_t L = W::kLanes, kCols = L * kVecs;
-  const int64_t n = g.n, lda = g.stride_a(), ldb = g.stride_b(), ldy = g.stride_y();
+  const int64_t n = g.n, lda = g.stride_a(), ldb = g.stride_b(), ldy = g.stride_y(), depth = g.depth;
+  // As at AVX-512: a contiguous panel of the block's columns of B when several row tiles use it.
+  const bool pack = r1 - r0 >= 2 * kRows;
+  thread_local std::vector<T> panel;
+  if (pack) panel.resize(static_cast<size_t>(depth * kCols));
   for (int64_t c0 = 0; c0 < n; c0 += kCols) {
     __m256i mask[kVecs];
     for (int v = 0; v < kVecs; ++v) mask[v] = W::Mask(n - c0 - L * v);
+    const int64_t width = n - c0 < kCols ? n - c0 : kCols;
+    const T* b = g.b + c0;
+    int64_t ld = ldb;
+    if (pack) {
+      for (int64_t k = 0; k < depth; ++k) {
+        std::memcpy(panel.data() + k * kCols, g.b + k * ldb + c0, static_cast<size_t>(width) * sizeof(T));
+      }
+      b = panel.data();
+      ld = kCols;
+    }
     for (int64_t r = r0; r < r1; r += kRows) {
       const int nr = static_cast<int>(r1 - r < kRows ? r1 - r : kRows);
-      if (nr == kRows && c0 + kCols <= n) {
-        Tile6x2<T>(g, r, c0);
+      if (nr == kRows && width == kCols) {
+        Tile6x2<T>(g, r, b, ld, c0);
         continue;
       }
       typename W::V acc[kRows][kVecs];
       for (int i = 0; i < kRows; ++i) {
         for (int v = 0; v < kVecs; ++v) acc[i][v] = W::Zero();
       }
-      for (int64_t k = 0; k < g.depth; ++k) {
-        const T* bk = g.b + k * ldb + c0;
+      for (int64_t k = 0; k < depth; ++k) {
+        const T* bk = b + k * ld;
         typename W::V bv[kVecs];
         for (int v = 0; v < kVecs; ++v) bv[v] = W::Load(bk + L * v, mask[v]);
         for (int i = 0; i < kRows; ++i) {

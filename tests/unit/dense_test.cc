@@ -1,7 +1,8 @@
 // Dense product in float and double (src/kernels/dense.*): every level bit-identical to the scalar fma chain,
 // and the scalar chain within the fma-chain error bound of the exact product, on shapes that are
-// not multiples of the register tiles (6 rows; 4 or 2 vectors of columns; 13 rows split at 6 gives
-// a full tile and an edge in one call) and on partial row ranges.
+// not multiples of the register tiles (6 rows; 4 or 2 vectors of columns) and on partial row
+// ranges; 13 rows or more split in two, or whole, run full tiles next to edges, and 12+ rows in
+// one call read B through a packed panel.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,7 +21,7 @@ void CheckLevelsAndBound() {
   std::mt19937_64 rng(7);
   std::normal_distribution<double> normal(0.0, 1.0);
   for (const int64_t n : {1, 3, 8, 12, 13, 24, 25, 31, 32, 33, 47, 64, 65, 100, 130}) {
-    for (const int64_t rows : {1, 3, 4, 5, 6, 9, 13, 14}) {
+    for (const int64_t rows : {1, 3, 4, 5, 6, 9, 13, 14, 25}) {
      for (const int64_t depth : {n, n + 5}) {
       std::vector<T> x(static_cast<size_t>(rows * depth)), h(static_cast<size_t>(depth * n));
       for (T& v : x) v = static_cast<T>(normal(rng));
