@@ -218,8 +218,15 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
     float* h = &teacher_hidden[Sz(t, dim)];
     RmsNorm(h, teacher.output_norm.data(), dim, c.rms_eps, h);
   }
+  // The classifiers, decoded once; AQLM files keep the teacher's classifier bytes, and then the
+  // two share one copy (113 MB of floats for SmolLM2).
   const std::vector<float> teacher_head = ReadMatrix(teacher.output);
-  const std::vector<float> student_head = ReadMatrix(student->output);
+  const WeightView &th = teacher.output, &sh = student->output;
+  const bool same_head = th.format_name() == sh.format_name() && th.rows == sh.rows && th.cols == sh.cols &&
+                         th.n_bytes() == sh.n_bytes() &&
+                         std::memcmp(th.data, sh.data, static_cast<size_t>(th.n_bytes())) == 0;
+  const std::vector<float> own_student_head = same_head ? std::vector<float>() : ReadMatrix(sh);
+  const std::vector<float>& student_head = same_head ? teacher_head : own_student_head;
 
   // The student's parameters.
   std::vector<AqlmTensor> tensors;
