@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "kernels/kernel.h"
 
@@ -35,6 +37,17 @@ template <class T>
 void MultiplyRows(Isa isa, const DenseArgs<T>& args, int64_t r0, int64_t r1);
 
 namespace detail {
+// Columns [c0, c0 + width) of B copied into *panel with row stride ld (depth rows), for the
+// vector levels: their tiles then read B sequentially. Returns the panel's data.
+template <class T>
+const T* PackColumns(const DenseArgs<T>& g, int64_t c0, int64_t width, int64_t ld, std::vector<T>* panel) {
+  const int64_t ldb = g.stride_b();
+  for (int64_t k = 0; k < g.depth; ++k) {
+    std::memcpy(panel->data() + k * ld, g.b + k * ldb + c0, static_cast<size_t>(width) * sizeof(T));
+  }
+  return panel->data();
+}
+
 template <class T>
 void MultiplyRowsAvx2(const DenseArgs<T>& args, int64_t r0, int64_t r1);
 template <class T>

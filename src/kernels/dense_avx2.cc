@@ -4,7 +4,6 @@
 // them stays on the stack under GCC 12, a store per FMA); the edges the masked generic loop.
 #include <immintrin.h>
 
-#include <cstring>
 #include <vector>
 
 #include "kernels/dense.h"
@@ -102,10 +101,7 @@ void MultiplyRowsAvx2(const DenseArgs<T>& g, int64_t r0, int64_t r1) {
     const T* b = g.b + c0;
     int64_t ld = ldb;
     if (pack) {
-      for (int64_t k = 0; k < depth; ++k) {
-        std::memcpy(panel.data() + k * kCols, g.b + k * ldb + c0, static_cast<size_t>(width) * sizeof(T));
-      }
-      b = panel.data();
+      b = PackColumns(g, c0, width, kCols, &panel);
       ld = kCols;
     }
     for (int64_t r = r0; r < r1; r += kRows) {
