@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,13 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
 Result<std::vector<std::vector<int32_t>>> SampleCalibration(const LlamaModel& model,
                                                             const AqlmOptions& options,
                                                             const AqlmProgressFn& progress = nullptr);
+
+// Calibration sequences from a tokenized text: up to n_sequences consecutive, non-overlapping
+// windows of BOS + (seq_len - 1) tokens, the first starting at token skip_tokens (so a text's head
+// can stay reserved for evaluation). Fewer when the text runs out; an error when not even one fits.
+Result<std::vector<std::vector<int32_t>>> CutCalibrationText(std::span<const int32_t> ids, int32_t bos,
+                                                             int64_t n_sequences, int64_t seq_len,
+                                                             int64_t skip_tokens);
 
 // ---- Global (end-to-end) fine-tuning (src/quant/aqlm/global_finetune.h) ----
 // After QuantizeModelAqlm: the codebooks and row scales of every AQLM matrix and every norm gain

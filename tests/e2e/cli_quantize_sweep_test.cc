@@ -203,6 +203,11 @@ TEST(CliFinetuneAqlm, TunesAnAqlmFileAgainstItsTeacher) {
                    " --calib-seqs 4 -q").exit_code, 2);
   EXPECT_EQ(RunCli("finetune-aqlm -m " + student + " --teacher " + model + " -o " + bad + " --calib " + calib +
                    " --calib-seqs 4 --lr-schedule linear -q").exit_code, 2);
+  // --calib-skip past the text's end, and with --calib self.
+  EXPECT_EQ(RunCli("finetune-aqlm -m " + student + " --teacher " + model + " -o " + bad + " --calib " + calib +
+                   " --calib-seqs 4 --calib-skip 100000000 -q").exit_code, 2);
+  EXPECT_EQ(RunCli("finetune-aqlm -m " + student + " --teacher " + model + " -o " + bad +
+                   " --calib self --calib-seqs 4 --calib-skip 10 -q").exit_code, 2);
   EXPECT_FALSE(fs::exists(bad));
 }
 

@@ -29,6 +29,36 @@ std::vector<const WeightView*> Linears(const LlamaModel& m) {
   return v;
 }
 
+// A calibration text is cut into consecutive windows after the skipped head, BOS first, never
+// past the end; a skip that leaves less than one window is an error, not an empty set.
+TEST(AqlmModel, CalibrationTextWindowsStartAfterTheSkippedTokens) {
+  std::vector<int32_t> ids(100);
+  for (int i = 0; i < 100; ++i) ids[i] = 1000 + i;
+  auto cut = CutCalibrationText(ids, 7, 4, 11, 25);
+  ASSERT_TRUE(cut.ok()) << cut.status().message();
+  ASSERT_EQ(cut->size(), 4u);
+  for (size_t s = 0; s < cut->size(); ++s) {
+    const auto& seq = (*cut)[s];
+    ASSERT_EQ(seq.size(), 11u);
+    EXPECT_EQ(seq[0], 7);
+    for (size_t j = 1; j < seq.size(); ++j) EXPECT_EQ(seq[j], 1000 + 25 + int(s) * 10 + int(j) - 1);
+  }
+  // 75 tokens after the skip hold 7 windows of 10: asking for 20 gives 7, the last ending at 94.
+  cut = CutCalibrationText(ids, 7, 20, 11, 25);
+  ASSERT_TRUE(cut.ok());
+  ASSERT_EQ(cut->size(), 7u);
+  EXPECT_EQ(cut->back().back(), 1094);
+  // Exactly one window left; then one token short of it; then bad arguments.
+  cut = CutCalibrationText(ids, 7, 3, 11, 90);
+  ASSERT_TRUE(cut.ok());
+  EXPECT_EQ(cut->size(), 1u);
+  EXPECT_FALSE(CutCalibrationText(ids, 7, 3, 11, 91).ok());
+  EXPECT_FALSE(CutCalibrationText(ids, 7, 3, 11, 1000).ok());
+  EXPECT_FALSE(CutCalibrationText(ids, 7, 3, 11, -1).ok());
+  EXPECT_FALSE(CutCalibrationText(ids, 7, 0, 11, 0).ok());
+  EXPECT_FALSE(CutCalibrationText(ids, 7, 3, 1, 0).ok());
+}
+
 // --calib self reports each sampled sequence (the CLI prints about 16 of these lines), in order,
 // with the total, and the sequences start with BOS and have the asked length.
 TEST(AqlmModel, SelfCalibrationReportsProgress) {

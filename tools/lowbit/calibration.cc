@@ -18,14 +18,18 @@ void CalibrationCliOptions::AddTo(CLI::App* cmd) {
       ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000}));
   cmd->add_option("--calib-len", length, "tokens per calibration sequence (BOS included)")
       ->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+  cmd->add_option("--calib-skip", skip_tokens,
+                  "text only: tokens skipped before the first sequence (keeps the text's head, e.g. the "
+                  "chunks an evaluation reads, out of the calibration)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
 }
 
 Result<std::vector<std::vector<int32_t>>> CalibrationSequences(const CalibrationCliOptions& o,
                                                                const LoadedModel& loaded, int threads,
                                                                bool quiet) {
   const int32_t bos = std::max(0, loaded.tokenizer->bos());
-  std::vector<std::vector<int32_t>> out;
   if (o.calib == "self") {
+    if (o.skip_tokens != 0) return InvalidArgument("--calib-skip: applies to a calibration text, not to --calib self");
     AqlmOptions a;
     a.n_sequences = o.sequences;
     a.seq_len = o.length;
@@ -44,14 +48,14 @@ Result<std::vector<std::vector<int32_t>>> CalibrationSequences(const Calibration
   if (!in) return NotFound(o.calib + ": cannot open the calibration text");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const std::vector<int32_t> ids = loaded.tokenizer->Encode(text, false);
-  const int64_t body = o.length - 1;  // each sequence: BOS + body
-  for (int64_t s = 0; s < o.sequences && (s + 1) * body <= static_cast<int64_t>(ids.size()); ++s) {
-    std::vector<int32_t> seq = {bos};
-    seq.insert(seq.end(), ids.begin() + s * body, ids.begin() + (s + 1) * body);
-    out.push_back(std::move(seq));
+  auto cut = CutCalibrationText(ids, bos, o.sequences, o.length, o.skip_tokens);
+  if (!cut.ok()) return InvalidArgument(o.calib + ": " + cut.status().message());
+  if (!quiet) {
+    fmt::print(stderr, "[calibration] {} sequences of {} tokens from {} (tokens {}..{} of {})\n", cut->size(),
+               o.length, o.calib, o.skip_tokens,
+               o.skip_tokens + static_cast<int64_t>(cut->size()) * (o.length - 1), ids.size());
   }
-  if (out.empty()) return InvalidArgument(o.calib + ": fewer than --calib-len tokens of calibration text");
-  return out;
+  return cut;
 }
 
 }  // namespace lowbit::cli

@@ -31,11 +31,12 @@ struct ActivationCliOptions {
 };
 Status ApplyActivationFormats(const ActivationCliOptions& options, LlamaModel& model);
 
-// --calib / --calib-seqs / --calib-len of the calibrated methods.
+// --calib / --calib-seqs / --calib-len / --calib-skip of the calibrated methods.
 struct CalibrationCliOptions {
   std::string calib = "self";  // text file, or "self": sample from the unquantized model
   int64_t sequences = 32;
   int64_t length = 128;
+  int64_t skip_tokens = 0;  // text only: tokens skipped before the first sequence
   void AddTo(CLI::App* cmd);
 };
 // The text cut into `sequences` sequences of BOS + (length - 1) tokens, or (calib "self")
