@@ -39,7 +39,8 @@ struct CalibrationCliOptions {
   int64_t skip_tokens = 0;  // text only: tokens skipped before the first sequence
   void AddTo(CLI::App* cmd);
 };
-// The text cut into `sequences` sequences of BOS + (length - 1) tokens, or (calib "self")
+// The text cut into `sequences` sequences of BOS + (length - 1) tokens after its first
+// `skip_tokens` (CutCalibrationText), or (calib "self")
 // sequences sampled from loaded.model (temperature 1, seed 0: the same ones on every run),
 // with progress on stderr unless quiet.
 Result<std::vector<std::vector<int32_t>>> CalibrationSequences(const CalibrationCliOptions& options,

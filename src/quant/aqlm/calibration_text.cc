@@ -1,4 +1,5 @@
 // Calibration sequences cut from a tokenized text (the `--calib FILE` side of step 1).
+#include <algorithm>
 #include <string>
 
 #include "lowbit/aqlm.h"
@@ -15,17 +16,19 @@ Result<std::vector<std::vector<int32_t>>> CutCalibrationText(std::span<const int
   }
   const int64_t total = static_cast<int64_t>(ids.size());
   const int64_t body = seq_len - 1;  // each sequence: BOS + body
-  if (skip_tokens > total || total - skip_tokens < body) {
+  const int64_t count = skip_tokens > total ? 0 : std::min(n_sequences, (total - skip_tokens) / body);
+  if (count == 0) {
     return InvalidArgument("calibration text: " + std::to_string(total) + " tokens, " +
                            std::to_string(skip_tokens) + " skipped, fewer than the " + std::to_string(body) +
                            " that one sequence of length " + std::to_string(seq_len) + " needs after BOS");
   }
   // Consecutive, non-overlapping windows: no calibration token is used twice.
   std::vector<std::vector<int32_t>> out;
-  for (int64_t s = 0; s < n_sequences && skip_tokens + (s + 1) * body <= total; ++s) {
+  out.reserve(static_cast<size_t>(count));
+  for (int64_t s = 0; s < count; ++s) {
+    const auto first = ids.begin() + skip_tokens + s * body;
     std::vector<int32_t> seq = {bos};
-    const int64_t first = skip_tokens + s * body;
-    seq.insert(seq.end(), ids.begin() + first, ids.begin() + first + body);
+    seq.insert(seq.end(), first, first + body);
     out.push_back(std::move(seq));
   }
   return out;
