@@ -82,7 +82,7 @@ bool LoadStories(Fixture* f) {
   Fixture f;                                                                                 \
   ASSERT_TRUE(LoadStories(&f))
 
-// The dense forward of block_backward equals the runtime's BlockForward (kernels, f32) on real
+// The dense forward of block_backward equals BlockForward (the calibration forward) on real
 // weights, for both rope layouts and with qkv biases; float and double agree. Tolerance: the two
 // paths sum the same products in different orders in f32; relative to the output's largest value
 // that differs by a few hundred ulps at most (|y| ~ 1, dot lengths <= 172): 2e-5.

@@ -44,23 +44,34 @@ class Fingerprint {
   uint64_t h_ = 1469598103934665603ull;
 };
 
-// h (cols, cols) += x^T x for x (n, cols), in double; row a of h is one task (upper triangle, then
-// mirrored), tokens in order, so the sums do not depend on the thread count.
 // h (cols, cols) = X^T X over the n rows of x, in double: every element the same token-order fma
-// chain whatever the thread count or ISA (kernels/dense.h), so h comes out exactly symmetric.
+// chain whatever the thread count or ISA (kernels/dense.h). Only the upper triangle is computed
+// (row block [r0, r1) from column r0 on: half the work); Symmetrize mirrors it.
 void AccumulateH(const float* x, int64_t n, int64_t cols, std::vector<double>& h, ThreadPool& pool) {
-  std::vector<double> xd(static_cast<size_t>(n * cols)), xt(xd.size());
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t a = 0; a < cols; ++a) {
-      xd[static_cast<size_t>(t * cols + a)] = x[t * cols + a];
-      xt[static_cast<size_t>(a * n + t)] = x[t * cols + a];
+  const auto at = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
+  std::vector<double> xd(at(n, cols)), xt(xd.size());
+  // xd = x in double; xt = its transpose, written in square tiles so that neither side walks a
+  // whole column of a matrix of n rows per element (n is tens of thousands of tokens).
+  constexpr int64_t kTile = 64;
+  pool.ParallelFor((n + kTile - 1) / kTile, [&](int64_t tile, int) {
+    const int64_t t0 = tile * kTile, t1 = std::min(n, t0 + kTile);
+    for (size_t i = at(t0, cols); i < at(t1, cols); ++i) xd[i] = x[i];
+    for (int64_t a0 = 0; a0 < cols; a0 += kTile) {
+      const int64_t a1 = std::min(cols, a0 + kTile);
+      for (int64_t a = a0; a < a1; ++a) {
+        for (int64_t t = t0; t < t1; ++t) xt[at(a, n) + static_cast<size_t>(t)] = xd[at(t, cols) + static_cast<size_t>(a)];
+      }
     }
-  }
-  h.assign(static_cast<size_t>(cols * cols), 0.0);
+  });
+  h.assign(at(cols, cols), 0.0);
   constexpr int64_t kRowBlock = 16;
-  const kernels::DenseArgs<double> args{xt.data(), xd.data(), h.data(), n, cols};
   pool.ParallelFor((cols + kRowBlock - 1) / kRowBlock, [&](int64_t blk, int) {
-    kernels::MultiplyRows<double>(args, blk * kRowBlock, std::min(cols, (blk + 1) * kRowBlock));
+    const int64_t r0 = blk * kRowBlock, r1 = std::min(cols, r0 + kRowBlock);
+    kernels::DenseArgs<double> args{xt.data(), xd.data() + r0, h.data() + r0, n, cols - r0};
+    args.lda = n;
+    args.ldb = cols;
+    args.ldy = cols;
+    kernels::MultiplyRows<double>(args, r0, r1);
   });
 }
 

@@ -1,13 +1,35 @@
 #include "quant/aqlm/block_forward.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "kernels/dense.h"
 #include "runtime/linear.h"
 #include "runtime/ops.h"
 #include "runtime/thread_pool.h"
 
 namespace lowbit::aqlm {
+namespace {
+
+// y (n, w.rows) = x (n, w.cols) w^T with w decoded to f32 once and the blocked dense kernel
+// (kernels/dense.h): calibration runs tens of thousands of tokens through every matrix, where the
+// runtime's prefill path (dequantized tiles times a 4 x 2 dot-product block) is 2-3x slower. Each
+// output is one fma chain over the columns in order, whatever the thread count.
+void DenseLinear(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
+  const std::vector<float> wf = ReadMatrix(w);
+  std::vector<float> wt(wf.size());  // (cols, rows)
+  for (int64_t r = 0; r < w.rows; ++r) {
+    for (int64_t k = 0; k < w.cols; ++k) wt[static_cast<size_t>(k * w.rows + r)] = wf[static_cast<size_t>(r * w.cols + k)];
+  }
+  const kernels::DenseArgs<float> args{x, wt.data(), y, w.cols, w.rows};
+  constexpr int64_t kTokens = 48;  // rows of x per task: a multiple of the kernel's 6-row tile
+  pool.ParallelFor((n + kTokens - 1) / kTokens, [&](int64_t task, int) {
+    kernels::MultiplyRows<float>(args, task * kTokens, std::min(n, (task + 1) * kTokens));
+  });
+}
+
+}  // namespace
 
 void BlockForward(const LlamaConfig& c, const LayerWeights& w, const std::vector<double>& rope_freqs,
                   int64_t n_seq, int64_t seq_len, float* x, ThreadPool& pool,
@@ -25,9 +47,9 @@ void BlockForward(const LlamaConfig& c, const LayerWeights& w, const std::vector
 
   for (int64_t t = 0; t < n; ++t) RmsNorm(&x[sz(t, dim)], w.attn_norm.data(), dim, c.rms_eps, &xb[sz(t, dim)]);
   if (observe) observe(BlockInput::kAttnIn, xb.data(), n, dim);
-  Linear(w.wq, xb.data(), n, q.data(), pool);
-  Linear(w.wk, xb.data(), n, k.data(), pool);
-  Linear(w.wv, xb.data(), n, v.data(), pool);
+  DenseLinear(w.wq, xb.data(), n, q.data(), pool);
+  DenseLinear(w.wk, xb.data(), n, k.data(), pool);
+  DenseLinear(w.wv, xb.data(), n, v.data(), pool);
   for (int64_t t = 0; t < n; ++t) {
     float* qt = &q[sz(t, q_dim)];
     float* kt = &k[sz(t, kv_dim)];
@@ -53,16 +75,16 @@ void BlockForward(const LlamaConfig& c, const LayerWeights& w, const std::vector
                   scores.data(), &att[sz(t, q_dim) + size_t(h * hd)]);
   });
   if (observe) observe(BlockInput::kAttnOut, att.data(), n, q_dim);
-  Linear(w.wo, att.data(), n, xb.data(), pool);
+  DenseLinear(w.wo, att.data(), n, xb.data(), pool);
   for (size_t i = 0; i < sz(n, dim); ++i) x[i] += xb[i];
 
   for (int64_t t = 0; t < n; ++t) RmsNorm(&x[sz(t, dim)], w.ffn_norm.data(), dim, c.rms_eps, &xb[sz(t, dim)]);
   if (observe) observe(BlockInput::kFfnIn, xb.data(), n, dim);
-  Linear(w.w_gate, xb.data(), n, gate.data(), pool);
-  Linear(w.w_up, xb.data(), n, up.data(), pool);
+  DenseLinear(w.w_gate, xb.data(), n, gate.data(), pool);
+  DenseLinear(w.w_up, xb.data(), n, up.data(), pool);
   SwiGlu(gate.data(), up.data(), n * hidden, gate.data());
   if (observe) observe(BlockInput::kFfnOut, gate.data(), n, hidden);
-  Linear(w.w_down, gate.data(), n, xb.data(), pool);
+  DenseLinear(w.w_down, gate.data(), n, xb.data(), pool);
   for (size_t i = 0; i < sz(n, dim); ++i) x[i] += xb[i];
 }
 

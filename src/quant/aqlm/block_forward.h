@@ -2,8 +2,9 @@
 // calibration: the residual stream entering block l is kept for every calibration token, so each
 // block runs once per layer (not the whole prefix of the model again).
 //
-// Same operations as LlamaSession::Forward (src/runtime/model.cc) for one block of a sequence
-// starting at position 0, without activation quantization.
+// The block LlamaSession::Forward (src/runtime/model.cc) runs for a sequence starting at position
+// 0, without activation quantization; the linears go through the dense f32 kernel on the decoded
+// matrix (block_forward.cc), so outputs equal the runtime's up to f32 summation order.
 #pragma once
 
 #include <cstdint>
