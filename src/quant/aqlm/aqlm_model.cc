@@ -11,6 +11,7 @@
 #include "lowbit/aqlm.h"
 #include "lowbit/format_registry.h"
 #include "quant/aqlm/aqlm_matrix.h"
+#include "quant/aqlm/block_backward.h"
 #include "quant/aqlm/block_finetune.h"
 #include "quant/aqlm/block_forward.h"
 #include "runtime/linear.h"
@@ -50,19 +51,8 @@ class Fingerprint {
 void AccumulateH(const float* x, int64_t n, int64_t cols, std::vector<double>& h, ThreadPool& pool) {
   const auto at = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
   std::vector<double> xd(at(n, cols)), xt(xd.size());
-  // xd = x in double; xt = its transpose, written in square tiles so that neither side walks a
-  // whole column of a matrix of n rows per element (n is tens of thousands of tokens).
-  constexpr int64_t kTile = 64;
-  pool.ParallelFor((n + kTile - 1) / kTile, [&](int64_t tile, int) {
-    const int64_t t0 = tile * kTile, t1 = std::min(n, t0 + kTile);
-    for (size_t i = at(t0, cols); i < at(t1, cols); ++i) xd[i] = x[i];
-    for (int64_t a0 = 0; a0 < cols; a0 += kTile) {
-      const int64_t a1 = std::min(cols, a0 + kTile);
-      for (int64_t a = a0; a < a1; ++a) {
-        for (int64_t t = t0; t < t1; ++t) xt[at(a, n) + static_cast<size_t>(t)] = xd[at(t, cols) + static_cast<size_t>(a)];
-      }
-    }
-  });
+  for (size_t i = 0; i < xd.size(); ++i) xd[i] = x[i];
+  aqlm::TransposeMatrix(xd.data(), n, cols, xt.data(), pool);  // tiled: n is tens of thousands of tokens
   h.assign(at(cols, cols), 0.0);
   constexpr int64_t kRowBlock = 16;
   pool.ParallelFor((cols + kRowBlock - 1) / kRowBlock, [&](int64_t blk, int) {

@@ -18,16 +18,6 @@ inline size_t Sz(int64_t a, int64_t b = 1) { return static_cast<size_t>(a * b); 
 constexpr int64_t kTokenBlock = 48;  // tokens per task of the products over the feature axis
 constexpr int64_t kRowBlock = 24;    // weight rows per task of the dW products
 
-// y (n, rows) = a (n, depth) b (depth, rows) by the dense kernel, token blocks in parallel.
-template <class T>
-void MatMulTokens(const T* a, const T* b, int64_t n, int64_t depth, int64_t rows, T* y,
-                  ThreadPool& pool) {
-  const kernels::DenseArgs<T> args{a, b, y, depth, rows};
-  pool.ParallelFor((n + kTokenBlock - 1) / kTokenBlock, [&](int64_t blk, int) {
-    kernels::MultiplyRows<T>(args, blk * kTokenBlock, std::min(n, (blk + 1) * kTokenBlock));
-  });
-}
-
 // y (n, rows) = x (n, cols) w^T for matrix i of the block (rows, cols): through the block's
 // transposed copy when it has one.
 template <class T>
@@ -384,6 +374,15 @@ void BlockBackward(const LlamaConfig& c, const DenseBlock<T>& w, const std::vect
   Backward(c, w, st, d, pool, *grads, dx);
 }
 
+template <class T>
+void MatMulTokens(const T* a, const T* b, int64_t n, int64_t depth, int64_t rows, T* y,
+                  ThreadPool& pool) {
+  const kernels::DenseArgs<T> args{a, b, y, depth, rows};
+  pool.ParallelFor((n + kTokenBlock - 1) / kTokenBlock, [&](int64_t blk, int) {
+    kernels::MultiplyRows<T>(args, blk * kTokenBlock, std::min(n, (blk + 1) * kTokenBlock));
+  });
+}
+
 // out (cols, rows) = in (rows, cols) transposed.
 template <class T>
 void TransposeMatrix(const T* in, int64_t rows, int64_t cols, T* out, ThreadPool& pool) {
@@ -400,6 +399,8 @@ void TransposeMatrix(const T* in, int64_t rows, int64_t cols, T* out, ThreadPool
 }
 
 template void TransposeMatrix<float>(const float*, int64_t, int64_t, float*, ThreadPool&);
+template void MatMulTokens<float>(const float*, const float*, int64_t, int64_t, int64_t, float*, ThreadPool&);
+template void MatMulTokens<double>(const double*, const double*, int64_t, int64_t, int64_t, double*, ThreadPool&);
 template void TransposeMatrix<double>(const double*, int64_t, int64_t, double*, ThreadPool&);
 
 template double BlockLoss<float>(const LlamaConfig&, const DenseBlock<float>&,

@@ -63,6 +63,11 @@ struct DenseBlock {
 template <class T>
 void TransposeMatrix(const T* in, int64_t rows, int64_t cols, T* out, ThreadPool& pool);
 
+// y (n, rows) = a (n, depth) b (depth, rows) by the dense kernel (kernels/dense.h), blocks of 48
+// tokens in parallel: every output one fma chain over depth in order, whatever the thread count.
+template <class T>
+void MatMulTokens(const T* a, const T* b, int64_t n, int64_t depth, int64_t rows, T* y, ThreadPool& pool);
+
 template <class T>
 struct BlockGradients {
   std::vector<T> w[kBlockMatrices];  // dL/dW, shapes as the matrices

@@ -1,10 +1,9 @@
 #include "quant/aqlm/block_forward.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "kernels/dense.h"
+#include "quant/aqlm/block_backward.h"
 #include "runtime/linear.h"
 #include "runtime/ops.h"
 #include "runtime/thread_pool.h"
@@ -19,14 +18,8 @@ namespace {
 void DenseLinear(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
   const std::vector<float> wf = ReadMatrix(w);
   std::vector<float> wt(wf.size());  // (cols, rows)
-  for (int64_t r = 0; r < w.rows; ++r) {
-    for (int64_t k = 0; k < w.cols; ++k) wt[static_cast<size_t>(k * w.rows + r)] = wf[static_cast<size_t>(r * w.cols + k)];
-  }
-  const kernels::DenseArgs<float> args{x, wt.data(), y, w.cols, w.rows};
-  constexpr int64_t kTokens = 48;  // rows of x per task: a multiple of the kernel's 6-row tile
-  pool.ParallelFor((n + kTokens - 1) / kTokens, [&](int64_t task, int) {
-    kernels::MultiplyRows<float>(args, task * kTokens, std::min(n, (task + 1) * kTokens));
-  });
+  TransposeMatrix(wf.data(), w.rows, w.cols, wt.data(), pool);
+  MatMulTokens(x, wt.data(), n, w.cols, w.rows, y, pool);
 }
 
 }  // namespace
