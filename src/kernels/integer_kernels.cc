@@ -5,7 +5,9 @@
 // tensor; nf4 with a block that is a multiple of 32 (either scale width). Other int / nf4 specs
 // (2, 3, 5..7 bits, odd groups) have no entry and use the runtime's tiled fallback.
 // Q8 variants: int4 sym/asym and int8 sym (int8 asym's 0..255 codes do not fit AVX2's pmaddubsw
-// without saturation, so it stays f32-only); nf4's codebook is not an integer grid, so f32 only.
+// without saturation, so it stays f32-only); nf4's codebook is not an integer grid: its f32
+// kernels are here, and its Q8 kernel (the table rounded to 2^-14, AVX-512 VBMI) is the
+// interleaved one that FindKernel asks first (kernels/interleaved.h, lut2).
 // Default activation path: Q8 where a variant exists (see gguf_kernels.cc and docs/kernels.md).
 #include <string>
 

@@ -10,7 +10,10 @@
 //     8j + i in its low nibble and element 8j + 4 + i in its high nibble (a vpand / vpsrlw gives
 //     16 rows x 4 consecutive codes, one dword per row: exactly what vpdpbusd multiplies with a
 //     broadcast dword of 4 activations). With `lut`, the nibble is an index into lut16 (vpshufb):
-//     mxfp4's E2M1 values x 2 are the integers -12..12, c = 2 v + 12.
+//     mxfp4's E2M1 values x 2 are the integers -12..12, c = 2 v + 12. With `lut2` as well (AVX-512
+//     VBMI only) the weight is lut16[c] + 256 * lut16_hi[c] - zero, two vpdpbusd per code vector:
+//     nf4, whose table is no integer grid, as its values x 2^14 rounded (the one inexact layout:
+//     `table_rel_error` below bounds the relative error of a weight; docs/kernels.md).
 //   * bits = 5: the 4-bit layout of c & 15, then 1 vector of 64 bytes of c >> 4: code vector v has
 //     its high bit in bit v of each byte.
 //   * bits = 6: the 4-bit layout of c & 15, then 2 vectors of 64 bytes of c >> 4: code vector v
@@ -27,7 +30,8 @@
 //     the P int32 sums combine exactly (|v| * 127 * 32 < 2^31 is checked at repack). A block
 //     holding a NaN code gets the NaN scale byte, so its rows come out NaN as the reference's.
 //   * scale kF16: the format's own fp16 field (one per unit; fp6split: the row's scale in every
-//     unit, times f16_unit = 2^-shift, the element grid's denominator, applied in f32); kExp: the
+//     unit, times scale_unit = 2^-shift, the element grid's denominator, applied in f32); kF32: the
+//     format's own f32 field (nf4's absmax; its scale_unit 2^-14 multiplies float(isum)); kExp: the
 //     block's shared byte b, scale = 2^(b - bias) (b read signed when exp_signed), NaN where b ==
 //     nan_byte. The exponent folds in the element's power-of-two denominator (mxfp4: 2^-1), so it
 //     is exact.
@@ -61,7 +65,14 @@ inline constexpr int64_t kIlHeaderBytes = 1024;
 // matters.
 inline constexpr int64_t kIlPrefetchBytes = 12 * 1024;
 
-enum class IlScale : int32_t { kF16 = 0, kExp = 1 };
+// At batch 1 the AVX-512 kernels run this many whole groups side by side (unit u of each in
+// turn), so each thread streams that many regions of the matrix at once instead of one. On the
+// 2-core Xeon VM this took the two-table kernels (nf4, FP6 E3M2) from about 81% of the DRAM probe
+// to about 94% at 2 threads and q4_0 from 92% to about 100%; 4 streams beat 2 (docs/kernels.md,
+// "Streams per thread"). Every output still takes the same operations in the same order.
+inline constexpr int kIlStreams = 4;
+
+enum class IlScale : int32_t { kF16 = 0, kExp = 1, kF32 = 2 };
 
 struct IlDesc {
   int32_t bits = 4;  // storage width of a code: 4, 5, 6 or 8
@@ -75,11 +86,18 @@ struct IlDesc {
   int32_t nan_byte = -1;   // kExp: b == nan_byte -> NaN scale (mx E8M0 0xFF)
   uint8_t lut16[16] = {};
   int32_t lut6 = 0;       // bits == 6: 0 none, 1 one table, 2 lo + 16 * hi tables (file comment)
-  float f16_unit = 1.0f;  // kF16 with lut6: the unit scale is the field * f16_unit (2^-shift)
+  // lut6 (fp6split) and lut2 (nf4): the unit scale is the field * scale_unit (a power of two).
+  float scale_unit = 1.0f;
+  int32_t lut2 = 0;  // bits == 4 with lut: the second byte table lut16_hi (file comment)
+  uint8_t lut16_hi[16] = {};
+  // The largest |Value(c) * scale_unit - table value| / |table value| over the codes (0 where the
+  // grid is exact): the weights' own rounding, which the consistency test adds to its bound.
+  double table_rel_error = 0.0;
   uint8_t lut64[64] = {};
   uint8_t lut64_hi[64] = {};
   // Blocks of 32 per unit sharing one set of scale / min fields: 1, or 4 for int formats whose
-  // groups are >= 128 (int4_g128, row, tensor), so their fields cost what the format stores.
+  // groups are >= 128 (int4_g128, row, tensor), so their fields cost what the format stores;
+  // nf4: its block / 32 (1, 2 or 4).
   int32_t unit_blocks = 1;
   int32_t lut8 = 0;  // bits == 8: byte tables of the magnitude (0: codes are c - zero)
   uint8_t lut128[3][128] = {};
@@ -95,14 +113,16 @@ struct IlDesc {
     }
     if (lut6 == 1) return lut64[c & 63] - zero;
     if (lut6 == 2) return lut64[c & 63] + 16 * lut64_hi[c & 63] - zero;
-    if (lut) return lut16[c & 15] - zero;
+    if (lut) return lut16[c & 15] + (lut2 != 0 ? 256 * lut16_hi[c & 15] : 0) - zero;
     return c - zero;
   }
 
   int64_t CodeBytes() const { return 64 * bits; }
+  int64_t ScaleFieldBytes() const {
+    return scale == IlScale::kF32 ? 4 : scale == IlScale::kF16 ? 2 : 1;
+  }
   int64_t UnitBytes() const {
-    return unit_blocks * CodeBytes() + segs * 16 * (scale == IlScale::kF16 ? 2 : 1) +
-           (has_min ? 32 : 0);
+    return unit_blocks * CodeBytes() + segs * 16 * ScaleFieldBytes() + (has_min ? 32 : 0);
   }
 };
 

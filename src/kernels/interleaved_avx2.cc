@@ -51,7 +51,7 @@ IL_INLINE void LoadScales(const uint8_t* p, const IlDesc& d, __m256* s) {
   for (int seg = 0; seg < kSegs; ++seg) {
     if constexpr (kScale == IlScale::kF16) {
       s[seg] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32 * seg)));
-      if constexpr (kLut6 != 0) s[seg] = _mm256_mul_ps(s[seg], _mm256_set1_ps(d.f16_unit));
+      if constexpr (kLut6 != 0) s[seg] = _mm256_mul_ps(s[seg], _mm256_set1_ps(d.scale_unit));
     } else {
       const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 16 * seg));
       const __m256i x = kSigned ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
@@ -246,7 +246,8 @@ void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
 }  // namespace
 
 RowRangeFn InterleavedAvx2Fn(const IlDesc& d) {
-  if (d.lut8 != 0) return nullptr;
+  // The two-table (nf4) and f32-scale layouts have an AVX-512 VBMI kernel only.
+  if (d.lut8 != 0 || d.lut2 != 0 || d.scale == IlScale::kF32) return nullptr;
   if (d.bits == 8) {
     // Codes as int8 (Dot4Signed): q8_0 and int8 (zero 128), mxint8 (128), bfp8 (127, codes <= 254).
     if (d.has_min != 0 || d.lut != 0 || d.zero < 0 || d.zero > 128 || d.max_code - d.zero > 127) {

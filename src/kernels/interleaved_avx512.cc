@@ -4,6 +4,8 @@
 namespace lowbit::kernels {
 
 RowRangeFn InterleavedAvx512Fn(const IlDesc& d) {
+  // The two-table (nf4) layout needs vpermb: interleaved_vbmi.cc.
+  if (d.lut2 != 0 || d.scale == IlScale::kF32) return nullptr;
   const bool f16 = d.scale == IlScale::kF16;
   const bool sg = d.exp_signed != 0;
   const bool mn = d.has_min != 0;

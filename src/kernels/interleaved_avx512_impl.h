@@ -27,13 +27,15 @@ IL_INLINE void PrefetchUnitAhead(const uint8_t* p, int64_t unit_bytes) {
 using avx512::Bcast32;
 using avx512::DecodeCodes;
 
-template <int kSegs, IlScale kScale, bool kSigned, int kLut6>
+// kUnit: times d.scale_unit (fp6split: an fp16 times 2^-shift >= 2^-12, exact).
+template <int kSegs, IlScale kScale, bool kSigned, bool kUnit>
 IL_INLINE void LoadScales(const uint8_t* p, const IlDesc& d, __m512* s) {
   for (int seg = 0; seg < kSegs; ++seg) {
-    if constexpr (kScale == IlScale::kF16) {
-      s[seg] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * seg)));
-      // fp6split: field * 2^-f16_shift, exact (an fp16 times a power of two >= 2^-12).
-      if constexpr (kLut6 != 0) s[seg] = _mm512_mul_ps(s[seg], _mm512_set1_ps(d.f16_unit));
+    if constexpr (kScale == IlScale::kF16 || kScale == IlScale::kF32) {
+      s[seg] = kScale == IlScale::kF16 ? _mm512_cvtph_ps(_mm256_loadu_si256(
+                                             reinterpret_cast<const __m256i*>(p + 32 * seg)))
+                                       : _mm512_loadu_ps(p + 64 * seg);
+      if constexpr (kUnit) s[seg] = _mm512_mul_ps(s[seg], _mm512_set1_ps(d.scale_unit));
     } else {
       const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * seg));
       const __m512i x = kSigned ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
@@ -62,9 +64,10 @@ struct IlCtx {
 };
 
 // The outputs of group g for tokens [t0, t0 + T).
-// kLut: 0 codes are the integers, 1 the nibble indexes lut16 by vpshufb, 2 by vpermb (VBMI).
+// kLut: 0 codes are the integers, 1 the nibble indexes lut16 by vpshufb, 2 by vpermb (VBMI), 3
+// lut16 and lut16_hi by vpermb (lut2: nf4).
 template <int kBits, int kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
-          int kUB, int T>
+          int kUB, int T, int kG = 1>
 IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
   const MatmulArgs& a = *c.a;
   const IlDesc& d = *c.d;
@@ -72,6 +75,9 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
       kLut ? _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d.lut16)))
            : _mm512_setzero_si512();
   [[maybe_unused]] __m512i lut_lo, lut_hi;
+  if constexpr (kLut == 3) {
+    lut_hi = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d.lut16_hi)));
+  }
   if constexpr (kLut6 != 0) {
     lut_lo = _mm512_loadu_si512(d.lut64);
     lut_hi = _mm512_loadu_si512(d.lut64_hi);
@@ -79,16 +85,28 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
   const int64_t bpr = a.x_q8->blocks_per_row;
   const Q8Block32* xb[T];
   for (int t = 0; t < T; ++t) xb[t] = a.x_q8->blocks.data() + (t0 + t) * bpr;
-  __m512 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
-  const uint8_t* p = c.base + g * c.units * c.unit_bytes;
+  // kG groups side by side (unit u of each in turn): kG streams of the matrix in flight.
+  __m512 acc_g[kG][T];
+  const uint8_t* p_g[kG];
+  for (int gi = 0; gi < kG; ++gi) {
+    p_g[gi] = c.base + (g + gi) * c.units * c.unit_bytes;
+    for (int t = 0; t < T; ++t) acc_g[gi][t] = _mm512_setzero_ps();
+  }
   constexpr int64_t kCodeBytes = 64 * kBits;
-  constexpr int64_t kScaleBytes = kSegs * 16 * (kScale == IlScale::kF16 ? 2 : 1);
-  for (int64_t u = 0; u < c.units; ++u, p += c.unit_bytes) {
+  constexpr int64_t kScaleBytes =
+      kSegs * 16 * (kScale == IlScale::kF32 ? 4 : kScale == IlScale::kF16 ? 2 : 1);
+  constexpr bool kUnitScale = kLut6 != 0;
+  // lut2 (nf4): 2^-14 multiplies float(isum) instead of the scale, where it is exact (an integer
+  // times 2^-14; A * 2^-14 would lose bits for a subnormal A).
+  [[maybe_unused]] const __m512 isum_unit = _mm512_set1_ps(d.scale_unit);
+  for (int64_t u = 0; u < c.units; ++u) {
+   for (int gi = 0; gi < kG; ++gi) {
+    const uint8_t* p = p_g[gi] + u * c.unit_bytes;
+    __m512* acc = acc_g[gi];
     PrefetchUnitAhead(p, c.unit_bytes);  // a unit is 5 to 9 lines
     // One set of scale (and min) fields for the unit's kUB blocks of 32.
     __m512 s[kSegs];
-    LoadScales<kSegs, kScale, kSigned, kLut6>(p + kUB * kCodeBytes, d, s);
+    LoadScales<kSegs, kScale, kSigned, kUnitScale>(p + kUB * kCodeBytes, d, s);
     [[maybe_unused]] __m512 mn;
     if constexpr (kMin) {
       mn = _mm512_cvtph_ps(
@@ -98,7 +116,19 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
     const int64_t n_sub = kUB == 1 ? 1 : std::min<int64_t>(kUB, c.blocks - u * kUB);
     for (int64_t k = 0; k < n_sub; ++k) {
       __m512i cv[8];
-      if constexpr (kLut == 2) {
+      [[maybe_unused]] __m512i ch[8];  // lut6 == 2 / lut2: the second table's bytes
+      if constexpr (kLut == 3) {
+        static_assert(kBits == 4 && kLut6 == 0);
+        // As kLut == 2, once per table.
+        for (int j = 0; j < 4; ++j) {
+          const __m512i v = _mm512_loadu_si512(p + k * kCodeBytes + 64 * j);
+          const __m512i v4 = _mm512_srli_epi16(v, 4);
+          cv[2 * j] = _mm512_permutexvar_epi8(v, lut);
+          ch[2 * j] = _mm512_permutexvar_epi8(v, lut_hi);
+          cv[2 * j + 1] = _mm512_permutexvar_epi8(v4, lut);
+          ch[2 * j + 1] = _mm512_permutexvar_epi8(v4, lut_hi);
+        }
+      } else if constexpr (kLut == 2) {
         static_assert(kBits == 4);
         // vpermb reads index bits 0..5 and lut holds lut16 four times over, so the bits above the
         // nibble (the other nibble, or bits the 16-bit shift brought in) pick the same entry: no
@@ -112,7 +142,6 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
         DecodeCodes<kBits, kLut != 0>(p + k * kCodeBytes, lut, cv);
       }
       // lut6: the 6-bit codes through the 64-byte tables (vpermb ignores index bits 6..7).
-      [[maybe_unused]] __m512i ch[8];
       if constexpr (kLut6 != 0) {
         for (int v = 0; v < 8; ++v) {
           if constexpr (kLut6 == 2) ch[v] = _mm512_permutexvar_epi8(cv[v], lut_hi);
@@ -129,17 +158,20 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
             i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
             i1 = _mm512_dpbusd_epi32(i1, cv[v + 1], Bcast32(b.q + 4 * v + 4));
           }
-          if constexpr (kLut6 == 2) {
-            // + 16 * sum hi * q: |hi| <= 255, so the 32-term sum stays far inside int32.
+          if constexpr (kLut6 == 2 || kLut == 3) {
+            // + 16 (lut6) or 256 (lut2) * sum hi * q: |hi| <= 255, so the 32-term sum times 256
+            // stays inside int32 (< 2^28), and so does the total (|weight| <= 2^14 for lut2).
             __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
             for (int v = 0; v < 8; v += 2) {
               h0 = _mm512_dpbusd_epi32(h0, ch[v], Bcast32(b.q + 4 * v));
               h1 = _mm512_dpbusd_epi32(h1, ch[v + 1], Bcast32(b.q + 4 * v + 4));
             }
-            i1 = _mm512_add_epi32(i1, _mm512_slli_epi32(_mm512_add_epi32(h0, h1), 4));
+            i1 = _mm512_add_epi32(i1,
+                                  _mm512_slli_epi32(_mm512_add_epi32(h0, h1), kLut == 3 ? 8 : 4));
           }
-          const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), dx);
-          acc[t] = _mm512_fmadd_ps(f, s[0], acc[t]);
+          __m512 fi = _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1));
+          if constexpr (kLut == 3) fi = _mm512_mul_ps(fi, isum_unit);
+          acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(fi, dx), s[0], acc[t]);
         } else {
           const int32_t* hs = c.half_sums + ((t0 + t - c.t_first) * c.units + u) * 2;
           __m512i i0 = _mm512_set1_epi32(-d.zero * hs[0]);
@@ -165,15 +197,17 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
         }
       }
     }  // k
+   }  // gi
   }
-  for (int t = 0; t < T; ++t) out[t] = acc[t];
+  for (int gi = 0; gi < kG; ++gi)
+    for (int t = 0; t < T; ++t) out[gi * T + t] = acc_g[gi][t];
 }
 
 // lut8 (interleaved.h): 8-bit sign-magnitude codes whose magnitude is kParts bytes from
 // 128-entry tables. Per code vector: the parts (vpermi2b, shared by the tokens), then per token
 // the activations negated where the code is negative and one vpdpbusd per part; per segment the
 // parts' sums combine as A0 + (A1 << 8) + (A2 << 16) (exact), then as in Group.
-template <int kParts, int kSegs, bool kSigned, int T>
+template <int kParts, int kSegs, bool kSigned, int T, int kG = 1>
 IL_INLINE void Group8(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
   const MatmulArgs& a = *c.a;
   const IlDesc& d = *c.d;
@@ -185,14 +219,20 @@ IL_INLINE void Group8(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
   const int64_t bpr = a.x_q8->blocks_per_row;
   const Q8Block32* xb[T];
   for (int t = 0; t < T; ++t) xb[t] = a.x_q8->blocks.data() + (t0 + t) * bpr;
-  __m512 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   const __m512i zero = _mm512_setzero_si512();
-  const uint8_t* p = c.base + g * c.units * c.unit_bytes;
-  for (int64_t u = 0; u < c.units; ++u, p += c.unit_bytes) {
+  __m512 acc_g[kG][T];  // kG groups side by side, as in Group
+  const uint8_t* p_g[kG];
+  for (int gi = 0; gi < kG; ++gi) {
+    p_g[gi] = c.base + (g + gi) * c.units * c.unit_bytes;
+    for (int t = 0; t < T; ++t) acc_g[gi][t] = _mm512_setzero_ps();
+  }
+  for (int64_t u = 0; u < c.units; ++u) {
+   for (int gi = 0; gi < kG; ++gi) {
+    const uint8_t* p = p_g[gi] + u * c.unit_bytes;
+    __m512* acc = acc_g[gi];
     PrefetchUnitAhead(p, c.unit_bytes);
     __m512 s[kSegs];
-    LoadScales<kSegs, IlScale::kExp, kSigned, 0>(p + 512, d, s);
+    LoadScales<kSegs, IlScale::kExp, kSigned, false>(p + 512, d, s);
     constexpr int kPerSeg = 8 / kSegs;
     for (int seg = 0; seg < kSegs; ++seg) {
       __m512i part_sum[T][kParts];
@@ -218,24 +258,26 @@ IL_INLINE void Group8(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
         acc[t] = _mm512_fmadd_ps(f, s[seg], acc[t]);
       }
     }
+   }  // gi
   }
-  for (int t = 0; t < T; ++t) out[t] = acc[t];
+  for (int gi = 0; gi < kG; ++gi)
+    for (int t = 0; t < T; ++t) out[gi * T + t] = acc_g[gi][t];
 }
 
 template <int kParts, int kSegs, bool kSigned>
 struct Lut8Group {
-  template <int T>
+  template <int T, int kG = 1>
   IL_INLINE static void Run(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
-    Group8<kParts, kSegs, kSigned, T>(c, g, t0, out);
+    Group8<kParts, kSegs, kSigned, T, kG>(c, g, t0, out);
   }
 };
 
 template <int kBits, int kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
           int kUB>
 struct PlainGroup {
-  template <int T>
+  template <int T, int kG = 1>
   IL_INLINE static void Run(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
-    Group<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, kUB, T>(c, g, t0, out);
+    Group<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, kUB, T, kG>(c, g, t0, out);
   }
 };
 
@@ -252,7 +294,19 @@ void RunGroups(const MatmulArgs& a, int64_t r0, int64_t r1) {
     c.half_sums = half_sums.data();
   }
   alignas(64) float lanes[16];
-  for (int64_t g = r0 / kIlRows; g * kIlRows < r1; ++g) {
+  int64_t g = r0 / kIlRows;
+  // One token: kIlStreams whole groups side by side, so that kIlStreams regions of the matrix
+  // stream at once (interleaved.h); the rest one group at a time. Same bits either way.
+  for (; a.n_tokens == 1 && g * kIlRows >= r0 && (g + kIlStreams) * kIlRows <= r1;
+       g += kIlStreams) {
+    __m512 out[kIlStreams];
+    G::template Run<1, kIlStreams>(c, g, 0, out);
+    for (int gi = 0; gi < kIlStreams; ++gi) {
+      _mm512_store_ps(lanes, out[gi]);
+      for (int64_t r = 0; r < kIlRows; ++r) a.y[(g + gi) * kIlRows + r] = lanes[r];
+    }
+  }
+  for (; g * kIlRows < r1; ++g) {
     const int64_t lo = std::max(r0, g * kIlRows), hi = std::min(r1, g * kIlRows + kIlRows);
     auto store = [&](__m512 v, int64_t t) {
       _mm512_store_ps(lanes, v);

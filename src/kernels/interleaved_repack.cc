@@ -7,10 +7,12 @@
 //     fused Traits classes of block_traits.h give each unit's offset-binary codes and its fp16
 //     scale / min fields (stored back as the same fp16 bits);
 //   * GGUF mxfp4 (ggml's block_mxfp4: E2M1 doubled, scale 2^(e - 128));
+//   * nf4 with blocks of 32, 64 or 128: its table x 2^14 rounded, in two byte tables (Nf4Desc);
 //   * shared-exponent block formats (mx, bfp, bm, bl with blocks of 16 / 32): from their SeTables,
 //     raw(code) * M must be an integer v in [-128, 127] for one power of two M (mxfp4: M = 2,
 //     bfp / mxint8: M = 1) and scale(b) / M = 2^(x(b) - bias) for every shared byte b (x = b or
 //     int8(b)), with at most one NaN byte. Anything else gets no entry.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -19,6 +21,7 @@
 #include <string>
 
 #include "formats/minifloat_codec.h"
+#include "formats/nf4.h"
 #include "kernels/block_traits.h"
 #include "kernels/fused_table.h"
 #include "kernels/interleaved.h"
@@ -257,14 +260,14 @@ uint8_t PadCode(const IlDesc& d) {
 }
 
 // One row's units: codes c (32 per unit), scale fields (segs per unit), min fields (1 per unit).
-using RowFn = std::function<void(int64_t r, uint8_t* c, uint16_t* scale, uint16_t* min)>;
+using RowFn = std::function<void(int64_t r, uint8_t* c, uint32_t* scale, uint16_t* min)>;
 
 template <class T>
 RowFn TraitsRowFn(const Format& f, const uint8_t* packed, int64_t cols) {
   auto traits = std::make_shared<T>(f, cols);
   ReadTensorHeader(*traits, packed);
   const int64_t units = (cols + kUnit - 1) / kUnit;
-  return [traits, packed, units](int64_t r, uint8_t* c, uint16_t* scale, uint16_t* min) {
+  return [traits, packed, units](int64_t r, uint8_t* c, uint32_t* scale, uint16_t* min) {
     const uint8_t* row = traits->Row(packed, r);
     alignas(64) uint8_t scratch[64];
     for (int64_t u = 0; u < units; ++u) {
@@ -308,7 +311,7 @@ RowFn SeRowFn(const SeGrid& g, const Format& f, const uint8_t* packed, int64_t r
   const int64_t block_bytes = 1 + g.block * g.bits / 8;
   const int64_t n_blocks = (cols + g.block - 1) / g.block;
   const int64_t units = (cols + kUnit - 1) / kUnit;
-  return [=](int64_t r, uint8_t* c, uint16_t* scale, uint16_t* /*min*/) {
+  return [=](int64_t r, uint8_t* c, uint32_t* scale, uint16_t* /*min*/) {
     const uint8_t* row = base + r * row_bytes;
     auto byte_at = [&](int64_t i) -> uint32_t { return i < row_bytes ? row[i] : 0u; };
     const IlDesc& d = g.desc;
@@ -319,11 +322,11 @@ RowFn SeRowFn(const SeGrid& g, const Format& f, const uint8_t* packed, int64_t r
         uint8_t* out = c + 32 * u + g.block * s;
         if (blk >= n_blocks) {  // a block of 16 past the row: zero weights, scale 2^0
           std::memset(out, PadCode(d), static_cast<size_t>(g.block));
-          scale[u * per_unit + s] = static_cast<uint16_t>((d.bias + 256) & 0xFF);
+          scale[u * per_unit + s] = static_cast<uint32_t>((d.bias + 256) & 0xFF);
           continue;
         }
         const int64_t at = blk * block_bytes;
-        scale[u * per_unit + s] = static_cast<uint16_t>(byte_at(at));
+        scale[u * per_unit + s] = byte_at(at);
         for (int i = 0; i < g.block; ++i) {
           const int64_t bit = int64_t(i) * g.bits;
           const uint32_t word = byte_at(at + 1 + bit / 8) | (byte_at(at + 2 + bit / 8) << 8);
@@ -331,7 +334,7 @@ RowFn SeRowFn(const SeGrid& g, const Format& f, const uint8_t* packed, int64_t r
           const bool own_code = d.lut != 0 || d.lut6 != 0 || d.lut8 != 0;  // kernel maps codes
           out[i] =
               static_cast<uint8_t>(own_code ? code : static_cast<uint32_t>(g.v[code] + d.zero));
-          if (g.nan_code[code]) scale[u * per_unit + s] = static_cast<uint16_t>(d.nan_byte);
+          if (g.nan_code[code]) scale[u * per_unit + s] = static_cast<uint32_t>(d.nan_byte);
         }
       }
     }
@@ -359,7 +362,7 @@ IlDesc GgufMxfp4Desc() {
 RowFn GgufMxfp4RowFn(const Format& f, const uint8_t* packed, int64_t cols) {
   const int64_t row_bytes = f.RowBytes(cols);
   const int64_t units = (cols + kUnit - 1) / kUnit;
-  return [=](int64_t r, uint8_t* c, uint16_t* scale, uint16_t* /*min*/) {
+  return [=](int64_t r, uint8_t* c, uint32_t* scale, uint16_t* /*min*/) {
     const uint8_t* row = packed + r * row_bytes;
     for (int64_t u = 0; u < units; ++u) {
       const uint8_t* blk = row + 17 * u;
@@ -374,7 +377,7 @@ RowFn GgufMxfp4RowFn(const Format& f, const uint8_t* packed, int64_t cols) {
 
 // fp6split (formats/fp6_split.cc): rows [fp16 scale][2-bit plane][4-bit plane], w = raw(code) *
 // scale; code i = (2-bit piece i) << 4 | (4-bit piece i). The unit scale field is the row's fp16
-// scale and f16_unit = 2^-shift brings the integer grid back to raw values.
+// scale and scale_unit = 2^-shift brings the integer grid back to raw values.
 std::optional<SeGrid> Fp6SplitGridOf(const Format& f) {
   const std::optional<SeTables> t = BuildSharedExponentTables(f);
   if (!t || t->kind.layout != SeLayout::kFp6Split) return std::nullopt;
@@ -383,7 +386,7 @@ std::optional<SeGrid> Fp6SplitGridOf(const Format& f) {
   g.block = 32;
   g.desc.segs = 1;
   g.desc.scale = IlScale::kF16;
-  g.desc.f16_unit = std::ldexp(1.0f, -g.shift);
+  g.desc.scale_unit = std::ldexp(1.0f, -g.shift);
   return g;
 }
 
@@ -392,7 +395,7 @@ RowFn Fp6SplitRowFn(const Format& f, const uint8_t* packed, int64_t rows, int64_
   const int64_t row_bytes = f.RowBytes(cols);
   const int64_t hi_bytes = (cols + 3) / 4;
   const int64_t units = (cols + kUnit - 1) / kUnit;
-  return [=](int64_t r, uint8_t* c, uint16_t* scale, uint16_t* /*min*/) {
+  return [=](int64_t r, uint8_t* c, uint32_t* scale, uint16_t* /*min*/) {
     const uint8_t* row = base + r * row_bytes;
     const uint16_t row_scale = static_cast<uint16_t>(row[0] | (row[1] << 8));
     const uint8_t* hi = row + 2;
@@ -407,12 +410,72 @@ RowFn Fp6SplitRowFn(const Format& f, const uint8_t* packed, int64_t rows, int64_
   };
 }
 
+// nf4 (formats/nf4.h) with blocks of 32, 64 or 128: one absmax A per block (its f32 or fp16 bits
+// are the unit's scale field) and 4-bit codes into kNf4Values, which are no integer grid. The
+// layout holds u = round(v * 2^14) + 2^14 (0 .. 2^15) in two byte tables, lut16 the low byte and
+// lut16_hi the high one, with zero = 2^14 and scale_unit = 2^-14 (applied to the integer sum): a
+// weight is A * round(v * 2^14) * 2^-14, within table_rel_error (1.58e-4, at the value
+// -0.0911) of A * v. That is 2^-15 of the block's absmax at most, ten times below what
+// the Q8 activations round away.
+constexpr int kNf4GridShift = 14;
+
+bool IsNf4Grid(const Format& f) {
+  const int64_t n = f.block_size();
+  return f.family() == "nf4" && (n == 32 || n == 64 || n == 128);
+}
+
+IlDesc Nf4Desc(const Format& f) {
+  IlDesc d;
+  d.bits = 4;
+  d.lut = 1;
+  d.lut2 = 1;
+  d.zero = 1 << kNf4GridShift;
+  d.max_code = 15;
+  for (int c = 0; c < 16; ++c) {
+    const double v = kNf4Values[c];
+    const long q = std::lround(std::ldexp(v, kNf4GridShift));
+    const int u = static_cast<int>(q) + d.zero;
+    LOWBIT_CHECK(u >= 0 && u < (1 << 16) && (v != 0.0 || q == 0));
+    d.lut16[c] = static_cast<uint8_t>(u & 255);
+    d.lut16_hi[c] = static_cast<uint8_t>(u >> 8);
+    if (v != 0.0) {
+      const double err = std::fabs(std::ldexp(double(q), -kNf4GridShift) - v) / std::fabs(v);
+      d.table_rel_error = std::max(d.table_rel_error, err);
+    }
+  }
+  d.segs = 1;
+  d.scale = f.block_bytes() - f.block_size() / 2 == 4 ? IlScale::kF32 : IlScale::kF16;
+  d.scale_unit = std::ldexp(1.0f, -kNf4GridShift);
+  d.unit_blocks = static_cast<int32_t>(f.block_size() / kUnit);
+  return d;
+}
+
+RowFn Nf4RowFn(const Format& f, const uint8_t* packed, int64_t cols) {
+  const int64_t n = f.block_size(), block_bytes = f.block_bytes();
+  const int64_t scale_bytes = block_bytes - n / 2, row_bytes = f.RowBytes(cols);
+  const int64_t n_blocks = (cols + n - 1) / n;
+  return [=](int64_t r, uint8_t* c, uint32_t* scale, uint16_t* /*min*/) {
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const uint8_t* blk = packed + r * row_bytes + b * block_bytes;
+      uint32_t field = 0;
+      for (int64_t k = 0; k < scale_bytes; ++k) field |= uint32_t{blk[k]} << (8 * k);
+      for (int64_t j = 0; j < n / kUnit; ++j) scale[b * (n / kUnit) + j] = field;
+      for (int64_t k = 0; k < n; ++k) {
+        // Element 2j sits in the HIGH nibble of byte j (nf4.h); past cols: code 7 (0.0).
+        const uint8_t byte = blk[scale_bytes + k / 2];
+        c[b * n + k] = b * n + k >= cols ? 7 : static_cast<uint8_t>(k % 2 == 0 ? byte >> 4 : byte & 15);
+      }
+    }
+  };
+}
+
 }  // namespace
 
 std::optional<IlDesc> InterleavedDescFor(const Format& format) {
   const FusedId id = TraitsIdOf(format);
   if (id != FusedId::kCount) return TraitsDescFor(format, id);
   if (IsGgufMxfp4(format)) return GgufMxfp4Desc();
+  if (IsNf4Grid(format)) return Nf4Desc(format);
   if (std::optional<SeGrid> g = SeGridOf(format)) return g->desc;
   if (std::optional<SeGrid> g = Fp6SplitGridOf(format)) return g->desc;
   return std::nullopt;
@@ -430,6 +493,9 @@ std::vector<uint8_t> InterleavedRepack(const Format& format, const uint8_t* pack
   } else if (IsGgufMxfp4(format)) {
     d = GgufMxfp4Desc();
     row_fn = GgufMxfp4RowFn(format, packed, cols);
+  } else if (IsNf4Grid(format)) {
+    d = Nf4Desc(format);
+    row_fn = Nf4RowFn(format, packed, cols);
   } else if ((grid = SeGridOf(format))) {
     d = grid->desc;
     row_fn = SeRowFn(*grid, format, packed, rows, cols);
@@ -450,17 +516,17 @@ std::vector<uint8_t> InterleavedRepack(const Format& format, const uint8_t* pack
   // Padding rows and blocks: zero weights (code = zero, or the LUT entry that maps to it), scale
   // 0 / 2^0.
   const uint8_t pad_code = PadCode(d);
-  const uint16_t pad_scale =
-      d.scale == IlScale::kF16 ? 0 : static_cast<uint16_t>((d.bias + 256) & 0xFF);
+  const uint32_t pad_scale =
+      d.scale == IlScale::kExp ? static_cast<uint32_t>((d.bias + 256) & 0xFF) : 0;
   const int64_t real_blocks = (cols + kUnit - 1) / kUnit;
   std::vector<uint8_t> c(static_cast<size_t>(kIlRows * blocks * 32));
-  std::vector<uint16_t> sc(static_cast<size_t>(kIlRows * blocks * d.segs));
+  std::vector<uint32_t> sc(static_cast<size_t>(kIlRows * blocks * d.segs));
   std::vector<uint16_t> mn(static_cast<size_t>(kIlRows * blocks));
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t i = 0; i < kIlRows; ++i) {
       const int64_t r = g * kIlRows + i;
       uint8_t* ci = c.data() + i * blocks * 32;
-      uint16_t* si = sc.data() + i * blocks * d.segs;
+      uint32_t* si = sc.data() + i * blocks * d.segs;
       uint16_t* mi = mn.data() + i * blocks;
       std::memset(ci, pad_code, static_cast<size_t>(blocks * 32));
       for (int64_t k = 0; k < blocks * d.segs; ++k) si[k] = pad_scale;
@@ -501,16 +567,13 @@ std::vector<uint8_t> InterleavedRepack(const Format& format, const uint8_t* pack
         const int64_t b0 = u * ub;  // the unit's first block: its fields serve the unit
         uint8_t* s = p0 + ub * d.CodeBytes();
         for (int seg = 0; seg < d.segs; ++seg) {
-          const uint16_t field = sc[static_cast<size_t>(i * blocks * d.segs + b0 * d.segs + seg)];
-          if (d.scale == IlScale::kF16) {
-            s[32 * seg + 2 * i] = static_cast<uint8_t>(field);
-            s[32 * seg + 2 * i + 1] = static_cast<uint8_t>(field >> 8);
-          } else {
-            s[16 * seg + i] = static_cast<uint8_t>(field);
-          }
+          const uint32_t field = sc[static_cast<size_t>(i * blocks * d.segs + b0 * d.segs + seg)];
+          const int64_t fb = d.ScaleFieldBytes();  // little-endian, the format's own bits
+          for (int64_t k = 0; k < fb; ++k)
+            s[16 * fb * seg + fb * i + k] = static_cast<uint8_t>(field >> (8 * k));
         }
         if (d.has_min) {
-          uint8_t* m = s + d.segs * 16 * (d.scale == IlScale::kF16 ? 2 : 1);
+          uint8_t* m = s + d.segs * 16 * d.ScaleFieldBytes();
           const uint16_t field = mn[static_cast<size_t>(i * blocks + b0)];
           m[2 * i] = static_cast<uint8_t>(field);
           m[2 * i + 1] = static_cast<uint8_t>(field >> 8);
@@ -547,19 +610,19 @@ std::optional<KernelEntry> LookupInterleavedKernel(const Format& format, Isa isa
     const bool vbmi = fn != nullptr;
     if (fn == nullptr) fn = at == Isa::kAvx512 ? InterleavedAvx512Fn(*d) : InterleavedAvx2Fn(*d);
     if (fn == nullptr) continue;
-    // "il16.<bits>[l[v]|t|t2|m<parts>][u4].<f16|exp[s]>.s<segs>[.min].<isa>.q8" (lv: the table
+    // "il16.<bits>[l[v]|l2v|t|t2|m<parts>][u<blocks>].<f16|f32|exp[s]>.s<segs>[.min].<isa>.q8" (lv: the table
     // by vpermb), kept for the process's lifetime.
-    std::string name = "il16." + std::to_string(d->bits) + (d->lut ? (vbmi ? "lv" : "l") : "") +
-                       (d->lut6 == 1   ? "t"
-                        : d->lut6 == 2 ? "t2"
-                                       : "") +
-                       (d->lut8 == 2   ? "m2"
-                        : d->lut8 == 3 ? "m3"
-                                       : "") +
-                       (d->unit_blocks == 4 ? "u4" : "") +
-                       (d->scale == IlScale::kF16 ? ".f16" : (d->exp_signed ? ".exps" : ".exp")) +
-                       ".s" + std::to_string(d->segs) + (d->has_min ? ".min" : "") + "." +
-                       IsaName(at) + ".q8";
+    std::string name = "il16." + std::to_string(d->bits);
+    if (d->lut) name += d->lut2 ? "l2v" : vbmi ? "lv" : "l";
+    if (d->lut6) name += d->lut6 == 1 ? "t" : "t2";
+    if (d->lut8 >= 2) name.append("m").append(std::to_string(d->lut8));
+    if (d->unit_blocks > 1) name.append("u").append(std::to_string(d->unit_blocks));
+    name += d->scale == IlScale::kF16   ? ".f16"
+            : d->scale == IlScale::kF32 ? ".f32"
+            : d->exp_signed             ? ".exps"
+                                        : ".exp";
+    name.append(".s").append(std::to_string(d->segs)).append(d->has_min ? ".min" : "");
+    name.append(".").append(IsaName(at)).append(".q8");
     static std::mutex mutex;
     static std::deque<std::string> names;
     const char* stored = nullptr;
@@ -578,6 +641,7 @@ std::optional<KernelEntry> LookupInterleavedKernel(const Format& format, Isa isa
     e.wants_q8 = true;
     e.row_granule = kIlRows;
     e.splits_offset = d->has_min != 0;
+    e.weight_rel_error = d->table_rel_error;
     return e;
   }
   return std::nullopt;

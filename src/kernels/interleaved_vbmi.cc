@@ -8,6 +8,21 @@
 namespace lowbit::kernels {
 
 RowRangeFn InterleavedVbmiFn(const IlDesc& d) {
+  if (d.lut2 != 0) {
+    // nf4: two byte tables, the f32 or fp16 absmax of a block of 32, 64 or 128.
+    if (d.bits != 4 || d.lut == 0 || d.segs != 1 || d.has_min != 0 || d.lut6 != 0) return nullptr;
+    constexpr bool kNo = false;
+#define NF4_CASE(UB)                                                           \
+  if (d.unit_blocks == UB)                                                     \
+    return d.scale == IlScale::kF32 ? &Run<4, 3, 0, 1, IlScale::kF32, kNo, kNo, UB> \
+                                    : &Run<4, 3, 0, 1, IlScale::kF16, kNo, kNo, UB>;
+    if (d.scale == IlScale::kExp) return nullptr;
+    NF4_CASE(1)
+    NF4_CASE(2)
+    NF4_CASE(4)
+#undef NF4_CASE
+    return nullptr;
+  }
   if (d.unit_blocks != 1) return nullptr;
   if (d.bits == 8 && d.lut8 != 0 && d.scale == IlScale::kExp && d.has_min == 0 && d.zero == 0) {
     const bool sg = d.exp_signed != 0;

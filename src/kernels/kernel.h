@@ -90,6 +90,10 @@ struct KernelEntry {
   // m * q apart, so their rounding error scales with |s * (c - z)| + |m| rather than |x|; the
   // consistency test widens its bound for them (docs/kernels.md, "Tolerance").
   bool splits_offset = false;
+  // > 0: the kernel multiplies by weights within this relative error of the format's (nf4's Q8
+  // kernel: its table rounded to a 2^-14 grid, docs/kernels.md); the consistency test widens its
+  // bound by it.
+  double weight_rel_error = 0.0;
   // > 0: calls with more tokens take the tiled dequantize + f32 path instead (kernels whose per-token
   // work, such as AQLM's lookup tables, costs more than dequantizing the rows once for a long prompt).
   int64_t max_tokens = 0;

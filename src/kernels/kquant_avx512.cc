@@ -41,14 +41,18 @@ struct Ctx {
   const int32_t* half_sums;  // q6_k: (token, unit, half)
 };
 
-template <int T>
+template <int T, int kG = 1>
 KQ_INLINE void GroupQ4K(const Ctx& c, int64_t g, int64_t t0, __m512* out) {
   const Q8Block32* xb[T];
   for (int t = 0; t < T; ++t) xb[t] = c.a->x_q8->blocks.data() + (t0 + t) * c.units;
-  __m512 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
-  const uint8_t* p = c.base + g * c.sblocks * kKqQ4KRecord;
-  for (int64_t s = 0; s < c.sblocks; ++s, p += kKqQ4KRecord) {
+  // kG groups side by side, super-block s of each in turn (kIlStreams in interleaved.h).
+  __m512 acc_g[kG][T];
+  for (int gi = 0; gi < kG; ++gi)
+    for (int t = 0; t < T; ++t) acc_g[gi][t] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < c.sblocks; ++s) {
+   for (int gi = 0; gi < kG; ++gi) {
+    const uint8_t* p = c.base + ((g + gi) * c.sblocks + s) * kKqQ4KRecord;
+    __m512* acc = acc_g[gi];
     __m512 accs[T], accm[T];
     for (int t = 0; t < T; ++t) accs[t] = accm[t] = _mm512_setzero_ps();
     const int jn = static_cast<int>(std::min<int64_t>(8, c.units - 8 * s));
@@ -80,18 +84,24 @@ KQ_INLINE void GroupQ4K(const Ctx& c, int64_t g, int64_t t0, __m512* out) {
       acc[t] = _mm512_fmadd_ps(d, accs[t], acc[t]);
       acc[t] = _mm512_fnmadd_ps(dmin, accm[t], acc[t]);
     }
+   }  // gi
   }
-  for (int t = 0; t < T; ++t) out[t] = acc[t];
+  for (int gi = 0; gi < kG; ++gi)
+    for (int t = 0; t < T; ++t) out[gi * T + t] = acc_g[gi][t];
 }
 
-template <int T>
+template <int T, int kG = 1>
 KQ_INLINE void GroupQ6K(const Ctx& c, int64_t g, int64_t t0, __m512* out) {
   const Q8Block32* xb[T];
   for (int t = 0; t < T; ++t) xb[t] = c.a->x_q8->blocks.data() + (t0 + t) * c.units;
-  __m512 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
-  const uint8_t* p = c.base + g * c.sblocks * kKqQ6KRecord;
-  for (int64_t s = 0; s < c.sblocks; ++s, p += kKqQ6KRecord) {
+  // kG groups side by side, super-block s of each in turn (kIlStreams in interleaved.h).
+  __m512 acc_g[kG][T];
+  for (int gi = 0; gi < kG; ++gi)
+    for (int t = 0; t < T; ++t) acc_g[gi][t] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < c.sblocks; ++s) {
+   for (int gi = 0; gi < kG; ++gi) {
+    const uint8_t* p = c.base + ((g + gi) * c.sblocks + s) * kKqQ6KRecord;
+    __m512* acc = acc_g[gi];
     __m512 accs[T];
     for (int t = 0; t < T; ++t) accs[t] = _mm512_setzero_ps();
     const int jn = static_cast<int>(std::min<int64_t>(8, c.units - 8 * s));
@@ -119,8 +129,10 @@ KQ_INLINE void GroupQ6K(const Ctx& c, int64_t g, int64_t t0, __m512* out) {
     }
     const __m512 d = LoadHalf16(p + 3328);
     for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(d, accs[t], acc[t]);
+   }  // gi
   }
-  for (int t = 0; t < T; ++t) out[t] = acc[t];
+  for (int gi = 0; gi < kG; ++gi)
+    for (int t = 0; t < T; ++t) out[gi * T + t] = acc_g[gi][t];
 }
 
 template <bool kQ4>
@@ -132,7 +144,22 @@ void Run(const MatmulArgs& a, const KqHeader& h, int64_t r0, int64_t r1) {
     c.half_sums = half_sums.data();
   }
   alignas(64) float lanes[16];
-  for (int64_t g = r0 / kKqRows; g * kKqRows < r1; ++g) {
+  int64_t g = r0 / kKqRows;
+  // One token: kIlStreams whole groups side by side (interleaved.h); same bits either way.
+  for (; a.n_tokens == 1 && g * kKqRows >= r0 && (g + kIlStreams) * kKqRows <= r1;
+       g += kIlStreams) {
+    __m512 out[kIlStreams];
+    if constexpr (kQ4) {
+      GroupQ4K<1, kIlStreams>(c, g, 0, out);
+    } else {
+      GroupQ6K<1, kIlStreams>(c, g, 0, out);
+    }
+    for (int gi = 0; gi < kIlStreams; ++gi) {
+      _mm512_store_ps(lanes, out[gi]);
+      for (int64_t r = 0; r < kKqRows; ++r) a.y[(g + gi) * kKqRows + r] = lanes[r];
+    }
+  }
+  for (; g * kKqRows < r1; ++g) {
     const int64_t lo = std::max(r0, g * kKqRows), hi = std::min(r1, g * kKqRows + kKqRows);
     auto store = [&](__m512 v, int64_t t) {
       _mm512_store_ps(lanes, v);

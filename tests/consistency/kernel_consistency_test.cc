@@ -265,7 +265,10 @@ void CheckEntry(const Format& f, const KernelEntry& e, const Shape& shape, int d
           if (e.splits_offset) envelope += kOffsetEnvelope * row_max;
           mag += envelope * std::fabs(ak);
         }
-        double bound = gamma * mag + depth * double(cols) * std::ldexp(1.0, -149);
+        // Weights within rho of the format's (KernelEntry::weight_rel_error): rho * mag more,
+        // and the float bound on terms up to (1 + rho) times larger.
+        const double rho = e.weight_rel_error;
+        double bound = (gamma * (1.0 + rho) + rho) * mag + depth * double(cols) * std::ldexp(1.0, -149);
         if (lut16) {
           bound +=
               lut_extra[static_cast<size_t>(t * rows + r)] + 4 * std::ldexp(std::fabs(ref), -24);
@@ -324,6 +327,9 @@ TEST(KernelConsistency, EveryPresetEveryLevelEveryPathAgainstTheReference) {
   for (const char* must :
        {"q4_0 q4_0.scalar.f32", "q8_0 il16.8.f16.s1.avx2.q8", "q4_k q4_k.scalar.q8"}) {
     EXPECT_TRUE(tested.count(must)) << must;
+  }
+  if (kernels::CpuHasAvx512Vbmi()) {  // the one kernel with a rounded table (weight_rel_error)
+    EXPECT_TRUE(tested.count("nf4 il16.4l2vu2.f32.s1.avx512.q8"));
   }
 }
 

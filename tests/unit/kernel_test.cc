@@ -273,6 +273,50 @@ TEST(KernelDispatch, TableInterleavedKernelsWhereVbmiExists) {
   }
 }
 
+// nf4's Q8 layout (kernels/interleaved.h, lut2): its table x 2^14 rounded, in two byte tables with
+// zero 2^14, and the largest relative rounding over the codes. Expected values by hand from the
+// table: -0.09105003625154495 * 2^14 = -1491.7637939453125 -> -1492, relative error 0.2362 / 1491.76.
+TEST(KernelDispatch, Nf4InterleavedTableHandComputed) {
+  const std::optional<kernels::IlDesc> d = kernels::InterleavedDescFor(**ParseFormat("nf4"));
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->bits, 4);
+  EXPECT_EQ(d->lut2, 1);
+  EXPECT_EQ(d->zero, 16384);
+  EXPECT_EQ(d->unit_blocks, 2);  // blocks of 64
+  EXPECT_EQ(d->scale, kernels::IlScale::kF32);
+  EXPECT_EQ(d->scale_unit, 1.0f / 16384.0f);
+  EXPECT_EQ(d->Value(0), -16384);  // -1.0
+  EXPECT_EQ(d->Value(6), -1492);
+  EXPECT_EQ(d->Value(7), 0);
+  EXPECT_EQ(d->Value(8), 1304);   // 0.07958 * 2^14 = 1303.86
+  EXPECT_EQ(d->Value(14), 11845);  // 0.72296 * 2^14 = 11844.92
+  EXPECT_EQ(d->Value(15), 16384);  // +1.0: u = 2^15, lo 0, hi 128
+  EXPECT_EQ(d->lut16[15], 0);
+  EXPECT_EQ(d->lut16_hi[15], 128);
+  EXPECT_NEAR(d->table_rel_error, (1492.0 - 1491.7637939453125) / 1491.7637939453125, 1e-12);
+  EXPECT_EQ(kernels::InterleavedDescFor(**ParseFormat("nf4_f16"))->scale, kernels::IlScale::kF16);
+  // Blocks of 256 keep the f32 kernel (no unit of 8 blocks).
+  EXPECT_FALSE(kernels::InterleavedDescFor(**ParseFormat("nf4:block=256")).has_value());
+  if (kernels::CpuHasAvx512Vbmi()) {
+    const auto e = kernels::FindKernel(**ParseFormat("nf4"), Isa::kAvx512,
+                                       kernels::ActPath::kDefault);
+    ASSERT_TRUE(e.has_value());
+    EXPECT_STREQ(e->name, "il16.4l2vu2.f32.s1.avx512.q8");
+    EXPECT_TRUE(e->wants_q8);
+    EXPECT_EQ(e->weight_rel_error, d->table_rel_error);
+    // LOWBIT_ACT=f32 keeps the exact-table f32 kernel.
+    EXPECT_STREQ(
+        kernels::FindKernel(**ParseFormat("nf4"), Isa::kAvx512, kernels::ActPath::kF32)->name,
+        "nf4.avx512.f32");
+  }
+  // Without VBMI (AVX2 level) nf4 stays on the f32 kernel.
+  if (kernels::MaxSupportedIsa() >= Isa::kAvx2) {
+    EXPECT_STREQ(
+        kernels::FindKernel(**ParseFormat("nf4"), Isa::kAvx2, kernels::ActPath::kDefault)->name,
+        "nf4.avx2.f32");
+  }
+}
+
 // Runs two row-range functions of the interleaved layout on the same repacked matrix of every
 // preset `pick` accepts (random rows with a tail block, 1, 2 and 5 tokens) and requires the same
 // bits from both; returns how many presets it compared.
@@ -331,7 +375,7 @@ int CompareInterleavedLevels(
 TEST(KernelDispatch, Fp4TableByVpermbMatchesVpshufbBitForBit) {
   if (!kernels::CpuHasAvx512Vbmi()) GTEST_SKIP() << "no AVX-512 VBMI: only the vpshufb kernel";
   const int checked = CompareInterleavedLevels([](const kernels::IlDesc& d) {
-    if (d.bits != 4 || d.lut == 0)
+    if (d.bits != 4 || d.lut == 0 || d.lut2 != 0)  // nf4's two tables: a VBMI kernel only
       return std::make_pair(kernels::RowRangeFn{}, kernels::RowRangeFn{});
     return std::make_pair(kernels::InterleavedAvx512Fn(d), kernels::InterleavedVbmiFn(d));
   });

@@ -344,11 +344,17 @@ TEST(KquantNf4Kernel, FindKernelRoutesToTheInterleavedKernels) {
       EXPECT_FALSE(f32->wants_q8);
       EXPECT_EQ(f32->repack, nullptr);
     }
+    // nf4: the f32 kernel on the f32 path, and by default where no Q8 kernel exists (the
+    // two-table Q8 kernel needs AVX-512 VBMI: kernel_test.cc, Nf4InterleavedTableHandComputed).
     FormatPtr nf4 = Fmt("nf4:block=64,scale=f32");
-    std::optional<KernelEntry> e = kernels::FindKernel(*nf4, isa, kernels::ActPath::kDefault);
+    std::optional<KernelEntry> e = kernels::FindKernel(*nf4, isa, kernels::ActPath::kF32);
     ASSERT_TRUE(e.has_value());
     EXPECT_EQ(std::string(e->name), "nf4." + level + ".f32");
     EXPECT_NE(e->repack, nullptr);
+    const bool q8 = isa == Isa::kAvx512 && kernels::CpuHasAvx512Vbmi();
+    e = kernels::FindKernel(*nf4, isa, kernels::ActPath::kDefault);
+    ASSERT_TRUE(e.has_value());
+    EXPECT_EQ(std::string(e->name), q8 ? "il16.4l2vu2.f32.s1.avx512.q8" : "nf4." + level + ".f32");
   }
   // Blocks that are not a multiple of 32 have no kernel (the runtime's tiled fallback).
   EXPECT_FALSE(kernels::LookupNf4Kernel(*Fmt("nf4:block=48,scale=f32"), Isa::kScalar).has_value());
