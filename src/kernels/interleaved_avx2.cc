@@ -84,9 +84,10 @@ struct IlCtx {
   const int32_t* half_sums;
 };
 
-// Rows 8h .. 8h + 7 of group g, tokens [t0, t0 + T).
+// Rows 8h .. 8h + 7 of groups g .. g + kG - 1 (side by side, unit u of each in turn: kIlStreams
+// in interleaved.h), tokens [t0, t0 + T); out[gi * T + t].
 template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
-          int kUB, int T>
+          int kUB, int T, int kG = 1>
 IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
   const MatmulArgs& a = *c.a;
   const IlDesc& d = *c.d;
@@ -103,13 +104,16 @@ IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
     }
   }
   const int64_t bpr = a.x_q8->blocks_per_row;
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-  const uint8_t* p = c.base + g * c.units * c.unit_bytes;
+  __m256 acc_g[kG][T];
+  for (int gi = 0; gi < kG; ++gi)
+    for (int t = 0; t < T; ++t) acc_g[gi][t] = _mm256_setzero_ps();
   constexpr int64_t kCodeBytes = 64 * kBits;
   constexpr int64_t kScaleBytes = kSegs * 16 * (kScale == IlScale::kF16 ? 2 : 1);
   const int64_t fh = kScale == IlScale::kF16 ? 16 * h : 8 * h;  // scale bytes of this half
-  for (int64_t u = 0; u < c.units; ++u, p += c.unit_bytes) {
+  for (int64_t u = 0; u < c.units; ++u) {
+   for (int gi = 0; gi < kG; ++gi) {
+    const uint8_t* p = c.base + ((g + gi) * c.units + u) * c.unit_bytes;
+    __m256* acc = acc_g[gi];
     // The first half's pass streams the group from DRAM: every line kIlPrefetchBytes ahead, into
     // L2 (interleaved.h says why). The second half finds the group in L2.
     if (h == 0) {
@@ -204,8 +208,10 @@ IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
         }
       }
     }  // k
+   }  // gi
   }
-  for (int t = 0; t < T; ++t) out[t] = acc[t];
+  for (int gi = 0; gi < kG; ++gi)
+    for (int t = 0; t < T; ++t) out[gi * T + t] = acc_g[gi][t];
 }
 
 template <int kBits, bool kLut, int kLut6, int kSegs, IlScale kScale, bool kSigned, bool kMin,
@@ -220,7 +226,24 @@ void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
     c.half_sums = half_sums.data();
   }
   alignas(32) float lanes[8];
-  for (int64_t r8 = r0 / 8; r8 * 8 < r1; ++r8) {
+  int64_t r8 = r0 / 8;
+  // One token: kIlStreams whole groups side by side, both halves (the second finds them in L2);
+  // the rest as below. Same bits either way. Not for 8-bit codes: their 4 groups (750 KB at
+  // 4096 columns) measured 3-5 points slower at 2 threads (q8_0 77 -> 72% of the DRAM probe),
+  // while 4- to 6-bit formats gained 3-7 (docs/kernels.md, "Streams per thread").
+  for (; kBits != 8 && a.n_tokens == 1 && r8 * 8 >= r0 && r8 % 2 == 0 && (r8 + 2 * kIlStreams) * 8 <= r1;
+       r8 += 2 * kIlStreams) {
+    for (int h = 0; h < 2; ++h) {
+      __m256 out[kIlStreams];
+      Half<kBits, kLut, kLut6, kSegs, kScale, kSigned, kMin, kUB, 1, kIlStreams>(c, r8 / 2, h, 0,
+                                                                                 out);
+      for (int gi = 0; gi < kIlStreams; ++gi) {
+        _mm256_store_ps(lanes, out[gi]);
+        for (int64_t r = 0; r < 8; ++r) a.y[(r8 + 2 * gi + h) * 8 + r] = lanes[r];
+      }
+    }
+  }
+  for (; r8 * 8 < r1; ++r8) {
     const int64_t g = r8 / 2;
     const int h = static_cast<int>(r8 % 2);
     const int64_t lo = std::max(r0, r8 * 8), hi = std::min(r1, r8 * 8 + 8);

@@ -295,6 +295,9 @@ TEST(KernelConsistency, EveryPresetEveryLevelEveryPathAgainstTheReference) {
   const std::vector<Shape> shapes = {
       {1, 32, {1, 2, 3}}, {7, 96, {1, 2, 3, 4, 5, 8, 16}}, {33, 256, {1, 4, 5}}, {5, 100, {1, 3}},
       {4, 300, {1, 2}},   {19, 4096 + 40, {1, 5}},
+      // >= 4 whole groups of 16 rows: the batch-1 path that runs kIlStreams groups side by side
+      // (kernels/interleaved.h), with a remainder and row splits that cut groups.
+      {150, 160, {1, 3}},
   };
   std::mt19937_64 rng(2024);
   std::set<std::string> tested;
