@@ -111,104 +111,104 @@ IL_INLINE void Half(const IlCtx& c, int64_t g, int h, int64_t t0, __m256* out) {
   constexpr int64_t kScaleBytes = kSegs * 16 * (kScale == IlScale::kF16 ? 2 : 1);
   const int64_t fh = kScale == IlScale::kF16 ? 16 * h : 8 * h;  // scale bytes of this half
   for (int64_t u = 0; u < c.units; ++u) {
-   for (int gi = 0; gi < kG; ++gi) {
-    const uint8_t* p = c.base + ((g + gi) * c.units + u) * c.unit_bytes;
-    __m256* acc = acc_g[gi];
-    // The first half's pass streams the group from DRAM: every line kIlPrefetchBytes ahead, into
-    // L2 (interleaved.h says why). The second half finds the group in L2.
-    if (h == 0) {
-      const char* ahead = reinterpret_cast<const char*>(p + kIlPrefetchBytes);
-      for (int64_t line = 0; line < c.unit_bytes; line += 64)
-        _mm_prefetch(ahead + line, _MM_HINT_T1);
-    }
-    // One set of scale (and min) fields for the unit's kUB blocks of 32.
-    __m256 s[kSegs];
-    LoadScales<kSegs, kScale, kSigned, kLut6>(p + kUB * kCodeBytes + fh, d, s);
-    [[maybe_unused]] __m256 mn;
-    if constexpr (kMin) {
-      mn = _mm256_cvtph_ps(_mm_loadu_si128(
-          reinterpret_cast<const __m128i*>(p + kUB * kCodeBytes + kScaleBytes + 16 * h)));
-    }
-    // The last unit of a row may hold fewer than kUB blocks of activations.
-    const int64_t n_sub = kUB == 1 ? 1 : std::min<int64_t>(kUB, bpr - u * kUB);
-    for (int64_t k = 0; k < n_sub; ++k) {
-      __m256i cv[8];
-      [[maybe_unused]] __m256i aw[8];
-      if constexpr (kBits == 8) {
-        const __m256i zero = _mm256_set1_epi8(static_cast<char>(d.zero));
-        for (int v = 0; v < 8; ++v) {
-          cv[v] = _mm256_sub_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-                                      p + k * kCodeBytes + 64 * v + 32 * h)),
-                                  zero);
-          aw[v] = _mm256_abs_epi8(cv[v]);
-        }
-      } else {
-        DecodeCodes<kBits, kLut>(p + k * kCodeBytes + 32 * h, lut, cv);
+    for (int gi = 0; gi < kG; ++gi) {
+      const uint8_t* p = c.base + ((g + gi) * c.units + u) * c.unit_bytes;
+      __m256* acc = acc_g[gi];
+      // The first half's pass streams the group from DRAM: every line kIlPrefetchBytes ahead, into
+      // L2 (interleaved.h says why). The second half finds the group in L2.
+      if (h == 0) {
+        const char* ahead = reinterpret_cast<const char*>(p + kIlPrefetchBytes);
+        for (int64_t line = 0; line < c.unit_bytes; line += 64)
+          _mm_prefetch(ahead + line, _MM_HINT_T1);
       }
-      [[maybe_unused]] __m256i ch[8];
-      if constexpr (kLut6 != 0) {
-        for (int v = 0; v < 8; ++v) {
-          if constexpr (kLut6 == 2) ch[v] = Lookup64(cv[v], th);
-          cv[v] = Lookup64(cv[v], tl);
-        }
+      // One set of scale (and min) fields for the unit's kUB blocks of 32.
+      __m256 s[kSegs];
+      LoadScales<kSegs, kScale, kSigned, kLut6>(p + kUB * kCodeBytes + fh, d, s);
+      [[maybe_unused]] __m256 mn;
+      if constexpr (kMin) {
+        mn = _mm256_cvtph_ps(_mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(p + kUB * kCodeBytes + kScaleBytes + 16 * h)));
       }
-      for (int t = 0; t < T; ++t) {
-        const Q8Block32& b = a.x_q8->blocks[static_cast<size_t>((t0 + t) * bpr + u * kUB + k)];
-        const __m256 dx = _mm256_set1_ps(b.d);
+      // The last unit of a row may hold fewer than kUB blocks of activations.
+      const int64_t n_sub = kUB == 1 ? 1 : std::min<int64_t>(kUB, bpr - u * kUB);
+      for (int64_t k = 0; k < n_sub; ++k) {
+        __m256i cv[8];
+        [[maybe_unused]] __m256i aw[8];
         if constexpr (kBits == 8) {
-          static_assert(kLut6 == 0 && !kLut);
-          constexpr int kPerSeg = 8 / kSegs;
-          for (int seg = 0; seg < kSegs; ++seg) {
-            __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
-            for (int v = seg * kPerSeg; v < (seg + 1) * kPerSeg; v += 2) {
-              i0 = _mm256_add_epi32(i0, Dot4Signed(aw[v], cv[v], b.q + 4 * v));
-              i1 = _mm256_add_epi32(i1, Dot4Signed(aw[v + 1], cv[v + 1], b.q + 4 * v + 4));
+          const __m256i zero = _mm256_set1_epi8(static_cast<char>(d.zero));
+          for (int v = 0; v < 8; ++v) {
+            cv[v] = _mm256_sub_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                                        p + k * kCodeBytes + 64 * v + 32 * h)),
+                                    zero);
+            aw[v] = _mm256_abs_epi8(cv[v]);
+          }
+        } else {
+          DecodeCodes<kBits, kLut>(p + k * kCodeBytes + 32 * h, lut, cv);
+        }
+        [[maybe_unused]] __m256i ch[8];
+        if constexpr (kLut6 != 0) {
+          for (int v = 0; v < 8; ++v) {
+            if constexpr (kLut6 == 2) ch[v] = Lookup64(cv[v], th);
+            cv[v] = Lookup64(cv[v], tl);
+          }
+        }
+        for (int t = 0; t < T; ++t) {
+          const Q8Block32& b = a.x_q8->blocks[static_cast<size_t>((t0 + t) * bpr + u * kUB + k)];
+          const __m256 dx = _mm256_set1_ps(b.d);
+          if constexpr (kBits == 8) {
+            static_assert(kLut6 == 0 && !kLut);
+            constexpr int kPerSeg = 8 / kSegs;
+            for (int seg = 0; seg < kSegs; ++seg) {
+              __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
+              for (int v = seg * kPerSeg; v < (seg + 1) * kPerSeg; v += 2) {
+                i0 = _mm256_add_epi32(i0, Dot4Signed(aw[v], cv[v], b.q + 4 * v));
+                i1 = _mm256_add_epi32(i1, Dot4Signed(aw[v + 1], cv[v + 1], b.q + 4 * v + 4));
+              }
+              const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), dx);
+              acc[t] = _mm256_fmadd_ps(f, s[seg], acc[t]);
+            }
+          } else if constexpr (kSegs == 1) {
+            __m256i i0 = _mm256_set1_epi32(-d.zero * b.sum), i1 = _mm256_setzero_si256();
+            for (int v = 0; v < 8; v += 2) {
+              i0 = _mm256_add_epi32(i0, Dot4(cv[v], b.q + 4 * v));
+              i1 = _mm256_add_epi32(i1, Dot4(cv[v + 1], b.q + 4 * v + 4));
+            }
+            if constexpr (kLut6 == 2) {  // + 16 * sum hi * q (interleaved.h), exact
+              __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+              for (int v = 0; v < 8; v += 2) {
+                h0 = _mm256_add_epi32(h0, Dot4(ch[v], b.q + 4 * v));
+                h1 = _mm256_add_epi32(h1, Dot4(ch[v + 1], b.q + 4 * v + 4));
+              }
+              i1 = _mm256_add_epi32(i1, _mm256_slli_epi32(_mm256_add_epi32(h0, h1), 4));
             }
             const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), dx);
-            acc[t] = _mm256_fmadd_ps(f, s[seg], acc[t]);
-          }
-        } else if constexpr (kSegs == 1) {
-          __m256i i0 = _mm256_set1_epi32(-d.zero * b.sum), i1 = _mm256_setzero_si256();
-          for (int v = 0; v < 8; v += 2) {
-            i0 = _mm256_add_epi32(i0, Dot4(cv[v], b.q + 4 * v));
-            i1 = _mm256_add_epi32(i1, Dot4(cv[v + 1], b.q + 4 * v + 4));
-          }
-          if constexpr (kLut6 == 2) {  // + 16 * sum hi * q (interleaved.h), exact
-            __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
-            for (int v = 0; v < 8; v += 2) {
-              h0 = _mm256_add_epi32(h0, Dot4(ch[v], b.q + 4 * v));
-              h1 = _mm256_add_epi32(h1, Dot4(ch[v + 1], b.q + 4 * v + 4));
-            }
-            i1 = _mm256_add_epi32(i1, _mm256_slli_epi32(_mm256_add_epi32(h0, h1), 4));
-          }
-          const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), dx);
-          acc[t] = _mm256_fmadd_ps(f, s[0], acc[t]);
-        } else {
-          const int32_t* hs = c.half_sums + ((t0 + t) * c.units + u) * 2;
-          __m256i i0 = _mm256_set1_epi32(-d.zero * hs[0]);
-          __m256i i1 = _mm256_set1_epi32(-d.zero * hs[1]);
-          for (int v = 0; v < 4; ++v) {
-            i0 = _mm256_add_epi32(i0, Dot4(cv[v], b.q + 4 * v));
-            i1 = _mm256_add_epi32(i1, Dot4(cv[v + 4], b.q + 16 + 4 * v));
-          }
-          if constexpr (kLut6 == 2) {
-            __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+            acc[t] = _mm256_fmadd_ps(f, s[0], acc[t]);
+          } else {
+            const int32_t* hs = c.half_sums + ((t0 + t) * c.units + u) * 2;
+            __m256i i0 = _mm256_set1_epi32(-d.zero * hs[0]);
+            __m256i i1 = _mm256_set1_epi32(-d.zero * hs[1]);
             for (int v = 0; v < 4; ++v) {
-              h0 = _mm256_add_epi32(h0, Dot4(ch[v], b.q + 4 * v));
-              h1 = _mm256_add_epi32(h1, Dot4(ch[v + 4], b.q + 16 + 4 * v));
+              i0 = _mm256_add_epi32(i0, Dot4(cv[v], b.q + 4 * v));
+              i1 = _mm256_add_epi32(i1, Dot4(cv[v + 4], b.q + 16 + 4 * v));
             }
-            i0 = _mm256_add_epi32(i0, _mm256_slli_epi32(h0, 4));
-            i1 = _mm256_add_epi32(i1, _mm256_slli_epi32(h1, 4));
+            if constexpr (kLut6 == 2) {
+              __m256i h0 = _mm256_setzero_si256(), h1 = _mm256_setzero_si256();
+              for (int v = 0; v < 4; ++v) {
+                h0 = _mm256_add_epi32(h0, Dot4(ch[v], b.q + 4 * v));
+                h1 = _mm256_add_epi32(h1, Dot4(ch[v + 4], b.q + 16 + 4 * v));
+              }
+              i0 = _mm256_add_epi32(i0, _mm256_slli_epi32(h0, 4));
+              i1 = _mm256_add_epi32(i1, _mm256_slli_epi32(h1, 4));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i0), dx), s[0], acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i1), dx), s[1], acc[t]);
           }
-          acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i0), dx), s[0], acc[t]);
-          acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(i1), dx), s[1], acc[t]);
+          if constexpr (kMin) {
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(static_cast<float>(b.sum) * b.d), mn, acc[t]);
+          }
         }
-        if constexpr (kMin) {
-          acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(static_cast<float>(b.sum) * b.d), mn, acc[t]);
-        }
-      }
-    }  // k
-   }  // gi
+      }  // k
+    }  // gi
   }
   for (int gi = 0; gi < kG; ++gi)
     for (int t = 0; t < T; ++t) out[gi * T + t] = acc_g[gi][t];
@@ -231,7 +231,8 @@ void Run(const MatmulArgs& a, int64_t r0, int64_t r1) {
   // the rest as below. Same bits either way. Not for 8-bit codes: their 4 groups (750 KB at
   // 4096 columns) measured 3-5 points slower at 2 threads (q8_0 77 -> 72% of the DRAM probe),
   // while 4- to 6-bit formats gained 3-7 (docs/kernels.md, "Streams per thread").
-  for (; kBits != 8 && a.n_tokens == 1 && r8 * 8 >= r0 && r8 % 2 == 0 && (r8 + 2 * kIlStreams) * 8 <= r1;
+  for (; kBits != 8 && a.n_tokens == 1 && r8 * 8 >= r0 && r8 % 2 == 0 &&
+         (r8 + 2 * kIlStreams) * 8 <= r1;
        r8 += 2 * kIlStreams) {
     for (int h = 0; h < 2; ++h) {
       __m256 out[kIlStreams];

@@ -100,104 +100,104 @@ IL_INLINE void Group(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
   // times 2^-14; A * 2^-14 would lose bits for a subnormal A).
   [[maybe_unused]] const __m512 isum_unit = _mm512_set1_ps(d.scale_unit);
   for (int64_t u = 0; u < c.units; ++u) {
-   for (int gi = 0; gi < kG; ++gi) {
-    const uint8_t* p = p_g[gi] + u * c.unit_bytes;
-    __m512* acc = acc_g[gi];
-    PrefetchUnitAhead(p, c.unit_bytes);  // a unit is 5 to 9 lines
-    // One set of scale (and min) fields for the unit's kUB blocks of 32.
-    __m512 s[kSegs];
-    LoadScales<kSegs, kScale, kSigned, kUnitScale>(p + kUB * kCodeBytes, d, s);
-    [[maybe_unused]] __m512 mn;
-    if constexpr (kMin) {
-      mn = _mm512_cvtph_ps(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + kUB * kCodeBytes + kScaleBytes)));
-    }
-    // The last unit of a row may hold fewer than kUB blocks of activations.
-    const int64_t n_sub = kUB == 1 ? 1 : std::min<int64_t>(kUB, c.blocks - u * kUB);
-    for (int64_t k = 0; k < n_sub; ++k) {
-      __m512i cv[8];
-      [[maybe_unused]] __m512i ch[8];  // lut6 == 2 / lut2: the second table's bytes
-      if constexpr (kLut == 3) {
-        static_assert(kBits == 4 && kLut6 == 0);
-        // As kLut == 2, once per table.
-        for (int j = 0; j < 4; ++j) {
-          const __m512i v = _mm512_loadu_si512(p + k * kCodeBytes + 64 * j);
-          const __m512i v4 = _mm512_srli_epi16(v, 4);
-          cv[2 * j] = _mm512_permutexvar_epi8(v, lut);
-          ch[2 * j] = _mm512_permutexvar_epi8(v, lut_hi);
-          cv[2 * j + 1] = _mm512_permutexvar_epi8(v4, lut);
-          ch[2 * j + 1] = _mm512_permutexvar_epi8(v4, lut_hi);
-        }
-      } else if constexpr (kLut == 2) {
-        static_assert(kBits == 4);
-        // vpermb reads index bits 0..5 and lut holds lut16 four times over, so the bits above the
-        // nibble (the other nibble, or bits the 16-bit shift brought in) pick the same entry: no
-        // masking, one shuffle per 64 codes.
-        for (int j = 0; j < 4; ++j) {
-          const __m512i v = _mm512_loadu_si512(p + k * kCodeBytes + 64 * j);
-          cv[2 * j] = _mm512_permutexvar_epi8(v, lut);
-          cv[2 * j + 1] = _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 4), lut);
-        }
-      } else {
-        DecodeCodes<kBits, kLut != 0>(p + k * kCodeBytes, lut, cv);
+    for (int gi = 0; gi < kG; ++gi) {
+      const uint8_t* p = p_g[gi] + u * c.unit_bytes;
+      __m512* acc = acc_g[gi];
+      PrefetchUnitAhead(p, c.unit_bytes);  // a unit is 5 to 9 lines
+      // One set of scale (and min) fields for the unit's kUB blocks of 32.
+      __m512 s[kSegs];
+      LoadScales<kSegs, kScale, kSigned, kUnitScale>(p + kUB * kCodeBytes, d, s);
+      [[maybe_unused]] __m512 mn;
+      if constexpr (kMin) {
+        const uint8_t* min_fields = p + kUB * kCodeBytes + kScaleBytes;
+        mn = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(min_fields)));
       }
-      // lut6: the 6-bit codes through the 64-byte tables (vpermb ignores index bits 6..7).
-      if constexpr (kLut6 != 0) {
-        for (int v = 0; v < 8; ++v) {
-          if constexpr (kLut6 == 2) ch[v] = _mm512_permutexvar_epi8(cv[v], lut_hi);
-          cv[v] = _mm512_permutexvar_epi8(cv[v], lut_lo);
-        }
-      }
-      for (int t = 0; t < T; ++t) {
-        const Q8Block32& b = xb[t][u * kUB + k];
-        const __m512 dx = _mm512_set1_ps(b.d);
-        if constexpr (kSegs == 1) {
-          // Two chains of 4 vpdpbusd, then one add (all exact int32).
-          __m512i i0 = _mm512_set1_epi32(-d.zero * b.sum), i1 = _mm512_setzero_si512();
-          for (int v = 0; v < 8; v += 2) {
-            i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
-            i1 = _mm512_dpbusd_epi32(i1, cv[v + 1], Bcast32(b.q + 4 * v + 4));
+      // The last unit of a row may hold fewer than kUB blocks of activations.
+      const int64_t n_sub = kUB == 1 ? 1 : std::min<int64_t>(kUB, c.blocks - u * kUB);
+      for (int64_t k = 0; k < n_sub; ++k) {
+        __m512i cv[8];
+        [[maybe_unused]] __m512i ch[8];  // lut6 == 2 / lut2: the second table's bytes
+        if constexpr (kLut == 3) {
+          static_assert(kBits == 4 && kLut6 == 0);
+          // As kLut == 2, once per table.
+          for (int j = 0; j < 4; ++j) {
+            const __m512i v = _mm512_loadu_si512(p + k * kCodeBytes + 64 * j);
+            const __m512i v4 = _mm512_srli_epi16(v, 4);
+            cv[2 * j] = _mm512_permutexvar_epi8(v, lut);
+            ch[2 * j] = _mm512_permutexvar_epi8(v, lut_hi);
+            cv[2 * j + 1] = _mm512_permutexvar_epi8(v4, lut);
+            ch[2 * j + 1] = _mm512_permutexvar_epi8(v4, lut_hi);
           }
-          if constexpr (kLut6 == 2 || kLut == 3) {
-            // + 16 (lut6) or 256 (lut2) * sum hi * q: |hi| <= 255, so the 32-term sum times 256
-            // stays inside int32 (< 2^28), and so does the total (|weight| <= 2^14 for lut2).
-            __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
-            for (int v = 0; v < 8; v += 2) {
-              h0 = _mm512_dpbusd_epi32(h0, ch[v], Bcast32(b.q + 4 * v));
-              h1 = _mm512_dpbusd_epi32(h1, ch[v + 1], Bcast32(b.q + 4 * v + 4));
-            }
-            i1 = _mm512_add_epi32(i1,
-                                  _mm512_slli_epi32(_mm512_add_epi32(h0, h1), kLut == 3 ? 8 : 4));
+        } else if constexpr (kLut == 2) {
+          static_assert(kBits == 4);
+          // vpermb reads index bits 0..5 and lut holds lut16 four times over, so the bits above the
+          // nibble (the other nibble, or bits the 16-bit shift brought in) pick the same entry: no
+          // masking, one shuffle per 64 codes.
+          for (int j = 0; j < 4; ++j) {
+            const __m512i v = _mm512_loadu_si512(p + k * kCodeBytes + 64 * j);
+            cv[2 * j] = _mm512_permutexvar_epi8(v, lut);
+            cv[2 * j + 1] = _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 4), lut);
           }
-          __m512 fi = _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1));
-          if constexpr (kLut == 3) fi = _mm512_mul_ps(fi, isum_unit);
-          acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(fi, dx), s[0], acc[t]);
         } else {
-          const int32_t* hs = c.half_sums + ((t0 + t - c.t_first) * c.units + u) * 2;
-          __m512i i0 = _mm512_set1_epi32(-d.zero * hs[0]);
-          __m512i i1 = _mm512_set1_epi32(-d.zero * hs[1]);
-          for (int v = 0; v < 4; ++v) {
-            i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
-            i1 = _mm512_dpbusd_epi32(i1, cv[v + 4], Bcast32(b.q + 16 + 4 * v));
+          DecodeCodes<kBits, kLut != 0>(p + k * kCodeBytes, lut, cv);
+        }
+        // lut6: the 6-bit codes through the 64-byte tables (vpermb ignores index bits 6..7).
+        if constexpr (kLut6 != 0) {
+          for (int v = 0; v < 8; ++v) {
+            if constexpr (kLut6 == 2) ch[v] = _mm512_permutexvar_epi8(cv[v], lut_hi);
+            cv[v] = _mm512_permutexvar_epi8(cv[v], lut_lo);
           }
-          if constexpr (kLut6 == 2) {
-            __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
-            for (int v = 0; v < 4; ++v) {
-              h0 = _mm512_dpbusd_epi32(h0, ch[v], Bcast32(b.q + 4 * v));
-              h1 = _mm512_dpbusd_epi32(h1, ch[v + 4], Bcast32(b.q + 16 + 4 * v));
+        }
+        for (int t = 0; t < T; ++t) {
+          const Q8Block32& b = xb[t][u * kUB + k];
+          const __m512 dx = _mm512_set1_ps(b.d);
+          if constexpr (kSegs == 1) {
+            // Two chains of 4 vpdpbusd, then one add (all exact int32).
+            __m512i i0 = _mm512_set1_epi32(-d.zero * b.sum), i1 = _mm512_setzero_si512();
+            for (int v = 0; v < 8; v += 2) {
+              i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
+              i1 = _mm512_dpbusd_epi32(i1, cv[v + 1], Bcast32(b.q + 4 * v + 4));
             }
-            i0 = _mm512_add_epi32(i0, _mm512_slli_epi32(h0, 4));
-            i1 = _mm512_add_epi32(i1, _mm512_slli_epi32(h1, 4));
+            if constexpr (kLut6 == 2 || kLut == 3) {
+              // + 16 (lut6) or 256 (lut2) * sum hi * q: |hi| <= 255, so the 32-term sum times 256
+              // stays inside int32 (< 2^28), and so does the total (|weight| <= 2^14 for lut2).
+              __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+              for (int v = 0; v < 8; v += 2) {
+                h0 = _mm512_dpbusd_epi32(h0, ch[v], Bcast32(b.q + 4 * v));
+                h1 = _mm512_dpbusd_epi32(h1, ch[v + 1], Bcast32(b.q + 4 * v + 4));
+              }
+              i1 = _mm512_add_epi32(i1,
+                                    _mm512_slli_epi32(_mm512_add_epi32(h0, h1), kLut == 3 ? 8 : 4));
+            }
+            __m512 fi = _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1));
+            if constexpr (kLut == 3) fi = _mm512_mul_ps(fi, isum_unit);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(fi, dx), s[0], acc[t]);
+          } else {
+            const int32_t* hs = c.half_sums + ((t0 + t - c.t_first) * c.units + u) * 2;
+            __m512i i0 = _mm512_set1_epi32(-d.zero * hs[0]);
+            __m512i i1 = _mm512_set1_epi32(-d.zero * hs[1]);
+            for (int v = 0; v < 4; ++v) {
+              i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
+              i1 = _mm512_dpbusd_epi32(i1, cv[v + 4], Bcast32(b.q + 16 + 4 * v));
+            }
+            if constexpr (kLut6 == 2) {
+              __m512i h0 = _mm512_setzero_si512(), h1 = _mm512_setzero_si512();
+              for (int v = 0; v < 4; ++v) {
+                h0 = _mm512_dpbusd_epi32(h0, ch[v], Bcast32(b.q + 4 * v));
+                h1 = _mm512_dpbusd_epi32(h1, ch[v + 4], Bcast32(b.q + 16 + 4 * v));
+              }
+              i0 = _mm512_add_epi32(i0, _mm512_slli_epi32(h0, 4));
+              i1 = _mm512_add_epi32(i1, _mm512_slli_epi32(h1, 4));
+            }
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i0), dx), s[0], acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i1), dx), s[1], acc[t]);
           }
-          acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i0), dx), s[0], acc[t]);
-          acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(i1), dx), s[1], acc[t]);
+          if constexpr (kMin) {
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(static_cast<float>(b.sum) * b.d), mn, acc[t]);
+          }
         }
-        if constexpr (kMin) {
-          acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(static_cast<float>(b.sum) * b.d), mn, acc[t]);
-        }
-      }
-    }  // k
-   }  // gi
+      }  // k
+    }  // gi
   }
   for (int gi = 0; gi < kG; ++gi)
     for (int t = 0; t < T; ++t) out[gi * T + t] = acc_g[gi][t];
@@ -227,38 +227,39 @@ IL_INLINE void Group8(const IlCtx& c, int64_t g, int64_t t0, __m512* out) {
     for (int t = 0; t < T; ++t) acc_g[gi][t] = _mm512_setzero_ps();
   }
   for (int64_t u = 0; u < c.units; ++u) {
-   for (int gi = 0; gi < kG; ++gi) {
-    const uint8_t* p = p_g[gi] + u * c.unit_bytes;
-    __m512* acc = acc_g[gi];
-    PrefetchUnitAhead(p, c.unit_bytes);
-    __m512 s[kSegs];
-    LoadScales<kSegs, IlScale::kExp, kSigned, false>(p + 512, d, s);
-    constexpr int kPerSeg = 8 / kSegs;
-    for (int seg = 0; seg < kSegs; ++seg) {
-      __m512i part_sum[T][kParts];
-      for (int t = 0; t < T; ++t)
-        for (int j = 0; j < kParts; ++j) part_sum[t][j] = _mm512_setzero_si512();
-      for (int v = seg * kPerSeg; v < (seg + 1) * kPerSeg; ++v) {
-        const __m512i codes = _mm512_loadu_si512(p + 64 * v);
-        const __mmask64 neg = _mm512_movepi8_mask(codes);
-        __m512i part[kParts];
-        for (int j = 0; j < kParts; ++j) part[j] = _mm512_permutex2var_epi8(tlo[j], codes, thi[j]);
-        for (int t = 0; t < T; ++t) {
-          const __m512i q = Bcast32(xb[t][u].q + 4 * v);
-          const __m512i qs = _mm512_mask_sub_epi8(q, neg, zero, q);
+    for (int gi = 0; gi < kG; ++gi) {
+      const uint8_t* p = p_g[gi] + u * c.unit_bytes;
+      __m512* acc = acc_g[gi];
+      PrefetchUnitAhead(p, c.unit_bytes);
+      __m512 s[kSegs];
+      LoadScales<kSegs, IlScale::kExp, kSigned, false>(p + 512, d, s);
+      constexpr int kPerSeg = 8 / kSegs;
+      for (int seg = 0; seg < kSegs; ++seg) {
+        __m512i part_sum[T][kParts];
+        for (int t = 0; t < T; ++t)
+          for (int j = 0; j < kParts; ++j) part_sum[t][j] = _mm512_setzero_si512();
+        for (int v = seg * kPerSeg; v < (seg + 1) * kPerSeg; ++v) {
+          const __m512i codes = _mm512_loadu_si512(p + 64 * v);
+          const __mmask64 neg = _mm512_movepi8_mask(codes);
+          __m512i part[kParts];
           for (int j = 0; j < kParts; ++j)
-            part_sum[t][j] = _mm512_dpbusd_epi32(part_sum[t][j], part[j], qs);
+            part[j] = _mm512_permutex2var_epi8(tlo[j], codes, thi[j]);
+          for (int t = 0; t < T; ++t) {
+            const __m512i q = Bcast32(xb[t][u].q + 4 * v);
+            const __m512i qs = _mm512_mask_sub_epi8(q, neg, zero, q);
+            for (int j = 0; j < kParts; ++j)
+              part_sum[t][j] = _mm512_dpbusd_epi32(part_sum[t][j], part[j], qs);
+          }
+        }
+        for (int t = 0; t < T; ++t) {
+          __m512i isum = part_sum[t][0];
+          for (int j = 1; j < kParts; ++j)
+            isum = _mm512_add_epi32(isum, _mm512_slli_epi32(part_sum[t][j], 8 * j));
+          const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xb[t][u].d));
+          acc[t] = _mm512_fmadd_ps(f, s[seg], acc[t]);
         }
       }
-      for (int t = 0; t < T; ++t) {
-        __m512i isum = part_sum[t][0];
-        for (int j = 1; j < kParts; ++j)
-          isum = _mm512_add_epi32(isum, _mm512_slli_epi32(part_sum[t][j], 8 * j));
-        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(xb[t][u].d));
-        acc[t] = _mm512_fmadd_ps(f, s[seg], acc[t]);
-      }
-    }
-   }  // gi
+    }  // gi
   }
   for (int gi = 0; gi < kG; ++gi)
     for (int t = 0; t < T; ++t) out[gi * T + t] = acc_g[gi][t];

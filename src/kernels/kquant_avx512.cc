@@ -50,41 +50,41 @@ KQ_INLINE void GroupQ4K(const Ctx& c, int64_t g, int64_t t0, __m512* out) {
   for (int gi = 0; gi < kG; ++gi)
     for (int t = 0; t < T; ++t) acc_g[gi][t] = _mm512_setzero_ps();
   for (int64_t s = 0; s < c.sblocks; ++s) {
-   for (int gi = 0; gi < kG; ++gi) {
-    const uint8_t* p = c.base + ((g + gi) * c.sblocks + s) * kKqQ4KRecord;
-    __m512* acc = acc_g[gi];
-    __m512 accs[T], accm[T];
-    for (int t = 0; t < T; ++t) accs[t] = accm[t] = _mm512_setzero_ps();
-    const int jn = static_cast<int>(std::min<int64_t>(8, c.units - 8 * s));
-    for (int j = 0; j < jn; ++j) {
-      const uint8_t* pc = p + 320 + 256 * j;
-      // Into L2, as the row-interleaved kernels do (kIlPrefetchBytes in interleaved.h says why).
-      for (int l = 0; l < 4; ++l) {
-        _mm_prefetch(reinterpret_cast<const char*>(pc + 4 * kKqQ4KRecord + 64 * l), _MM_HINT_T1);
-      }
-      __m512i cv[8];
-      DecodeCodes<false>(pc, cv);
-      const __m512i sc = Load16U8(p + 64 + 16 * j);
-      const __m512 m = _mm512_cvtepi32_ps(Load16U8(p + 192 + 16 * j));
-      for (int t = 0; t < T; ++t) {
-        const Q8Block32& b = xb[t][8 * s + j];
-        __m512i i0 = _mm512_setzero_si512(), i1 = _mm512_setzero_si512();
-        for (int v = 0; v < 8; v += 2) {
-          i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
-          i1 = _mm512_dpbusd_epi32(i1, cv[v + 1], Bcast32(b.q + 4 * v + 4));
+    for (int gi = 0; gi < kG; ++gi) {
+      const uint8_t* p = c.base + ((g + gi) * c.sblocks + s) * kKqQ4KRecord;
+      __m512* acc = acc_g[gi];
+      __m512 accs[T], accm[T];
+      for (int t = 0; t < T; ++t) accs[t] = accm[t] = _mm512_setzero_ps();
+      const int jn = static_cast<int>(std::min<int64_t>(8, c.units - 8 * s));
+      for (int j = 0; j < jn; ++j) {
+        const uint8_t* pc = p + 320 + 256 * j;
+        // Into L2, as the row-interleaved kernels do (kIlPrefetchBytes in interleaved.h says why).
+        for (int l = 0; l < 4; ++l) {
+          _mm_prefetch(reinterpret_cast<const char*>(pc + 4 * kKqQ4KRecord + 64 * l), _MM_HINT_T1);
         }
-        const __m512i ps = _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc);
-        accs[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ps), _mm512_set1_ps(b.d), accs[t]);
-        const float xs = static_cast<float>(b.sum) * b.d;
-        accm[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(xs), accm[t]);
+        __m512i cv[8];
+        DecodeCodes<false>(pc, cv);
+        const __m512i sc = Load16U8(p + 64 + 16 * j);
+        const __m512 m = _mm512_cvtepi32_ps(Load16U8(p + 192 + 16 * j));
+        for (int t = 0; t < T; ++t) {
+          const Q8Block32& b = xb[t][8 * s + j];
+          __m512i i0 = _mm512_setzero_si512(), i1 = _mm512_setzero_si512();
+          for (int v = 0; v < 8; v += 2) {
+            i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
+            i1 = _mm512_dpbusd_epi32(i1, cv[v + 1], Bcast32(b.q + 4 * v + 4));
+          }
+          const __m512i ps = _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc);
+          accs[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ps), _mm512_set1_ps(b.d), accs[t]);
+          const float xs = static_cast<float>(b.sum) * b.d;
+          accm[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(xs), accm[t]);
+        }
       }
-    }
-    const __m512 d = LoadHalf16(p), dmin = LoadHalf16(p + 32);
-    for (int t = 0; t < T; ++t) {
-      acc[t] = _mm512_fmadd_ps(d, accs[t], acc[t]);
-      acc[t] = _mm512_fnmadd_ps(dmin, accm[t], acc[t]);
-    }
-   }  // gi
+      const __m512 d = LoadHalf16(p), dmin = LoadHalf16(p + 32);
+      for (int t = 0; t < T; ++t) {
+        acc[t] = _mm512_fmadd_ps(d, accs[t], acc[t]);
+        acc[t] = _mm512_fnmadd_ps(dmin, accm[t], acc[t]);
+      }
+    }  // gi
   }
   for (int gi = 0; gi < kG; ++gi)
     for (int t = 0; t < T; ++t) out[gi * T + t] = acc_g[gi][t];
@@ -99,37 +99,37 @@ KQ_INLINE void GroupQ6K(const Ctx& c, int64_t g, int64_t t0, __m512* out) {
   for (int gi = 0; gi < kG; ++gi)
     for (int t = 0; t < T; ++t) acc_g[gi][t] = _mm512_setzero_ps();
   for (int64_t s = 0; s < c.sblocks; ++s) {
-   for (int gi = 0; gi < kG; ++gi) {
-    const uint8_t* p = c.base + ((g + gi) * c.sblocks + s) * kKqQ6KRecord;
-    __m512* acc = acc_g[gi];
-    __m512 accs[T];
-    for (int t = 0; t < T; ++t) accs[t] = _mm512_setzero_ps();
-    const int jn = static_cast<int>(std::min<int64_t>(8, c.units - 8 * s));
-    for (int j = 0; j < jn; ++j) {
-      const uint8_t* pc = p + 384 * j;
-      for (int l = 0; l < 6; ++l) {
-        _mm_prefetch(reinterpret_cast<const char*>(pc + 3 * kKqQ6KRecord + 64 * l), _MM_HINT_T1);
-      }
-      __m512i cv[8];
-      DecodeCodes<true>(pc, cv);
-      const __m512i sc0 = Load16I8(p + 3072 + 32 * j), sc1 = Load16I8(p + 3072 + 32 * j + 16);
-      for (int t = 0; t < T; ++t) {
-        const int64_t u = 8 * s + j;
-        const Q8Block32& b = xb[t][u];
-        const int32_t* hs = c.half_sums + ((t0 + t) * c.units + u) * 2;
-        __m512i i0 = _mm512_set1_epi32(-32 * hs[0]), i1 = _mm512_set1_epi32(-32 * hs[1]);
-        for (int v = 0; v < 4; ++v) {
-          i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
-          i1 = _mm512_dpbusd_epi32(i1, cv[v + 4], Bcast32(b.q + 16 + 4 * v));
+    for (int gi = 0; gi < kG; ++gi) {
+      const uint8_t* p = c.base + ((g + gi) * c.sblocks + s) * kKqQ6KRecord;
+      __m512* acc = acc_g[gi];
+      __m512 accs[T];
+      for (int t = 0; t < T; ++t) accs[t] = _mm512_setzero_ps();
+      const int jn = static_cast<int>(std::min<int64_t>(8, c.units - 8 * s));
+      for (int j = 0; j < jn; ++j) {
+        const uint8_t* pc = p + 384 * j;
+        for (int l = 0; l < 6; ++l) {
+          _mm_prefetch(reinterpret_cast<const char*>(pc + 3 * kKqQ6KRecord + 64 * l), _MM_HINT_T1);
         }
-        const __m512i ps =
-            _mm512_add_epi32(_mm512_mullo_epi32(i0, sc0), _mm512_mullo_epi32(i1, sc1));
-        accs[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ps), _mm512_set1_ps(b.d), accs[t]);
+        __m512i cv[8];
+        DecodeCodes<true>(pc, cv);
+        const __m512i sc0 = Load16I8(p + 3072 + 32 * j), sc1 = Load16I8(p + 3072 + 32 * j + 16);
+        for (int t = 0; t < T; ++t) {
+          const int64_t u = 8 * s + j;
+          const Q8Block32& b = xb[t][u];
+          const int32_t* hs = c.half_sums + ((t0 + t) * c.units + u) * 2;
+          __m512i i0 = _mm512_set1_epi32(-32 * hs[0]), i1 = _mm512_set1_epi32(-32 * hs[1]);
+          for (int v = 0; v < 4; ++v) {
+            i0 = _mm512_dpbusd_epi32(i0, cv[v], Bcast32(b.q + 4 * v));
+            i1 = _mm512_dpbusd_epi32(i1, cv[v + 4], Bcast32(b.q + 16 + 4 * v));
+          }
+          const __m512i ps =
+              _mm512_add_epi32(_mm512_mullo_epi32(i0, sc0), _mm512_mullo_epi32(i1, sc1));
+          accs[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ps), _mm512_set1_ps(b.d), accs[t]);
+        }
       }
-    }
-    const __m512 d = LoadHalf16(p + 3328);
-    for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(d, accs[t], acc[t]);
-   }  // gi
+      const __m512 d = LoadHalf16(p + 3328);
+      for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(d, accs[t], acc[t]);
+    }  // gi
   }
   for (int gi = 0; gi < kG; ++gi)
     for (int t = 0; t < T; ++t) out[gi * T + t] = acc_g[gi][t];
