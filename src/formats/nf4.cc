@@ -68,8 +68,7 @@ class Nf4Format final : public BlockFormat {
     const float a = ReadScale(in);
     const uint8_t* codes = in + scale_bytes();
     for (int i = 0; i < options_.block; ++i) {
-      const int c = i % 2 == 0 ? codes[i / 2] >> 4 : codes[i / 2] & 0x0F;
-      out[i] = kNf4Values[c] * a;
+      out[i] = kNf4Values[Nf4CodeAt(codes, i)] * a;
     }
   }
 

@@ -39,6 +39,8 @@
 // Tail: rows are padded with +0.0 to a whole block (BlockFormat); zeros encode as code 7.
 #pragma once
 
+#include <cstdint>
+
 #include "lowbit/format.h"
 
 namespace lowbit {
@@ -67,6 +69,17 @@ struct Nf4Options {
   int block = 64;          // 16..4096
   bool f16_scale = false;  // false: float32 absmax (bitsandbytes)
 };
+
+// Code of element i of a block, from its code bytes (those after the scale): element 2j is the
+// HIGH nibble of byte j (bit layout above).
+inline int Nf4CodeAt(const uint8_t* codes, int64_t i) {
+  return i % 2 == 0 ? codes[i / 2] >> 4 : codes[i / 2] & 0x0F;
+}
+
+// Bytes of a block's absmax field (4 for scale=f32, 2 for f16) of an nf4 format.
+inline int64_t Nf4ScaleBytes(const Format& f) {
+  return f.block_bytes() - (f.block_size() + 1) / 2;
+}
 
 // Builds an NF4 format; InvalidArgument naming the field for out-of-range options.
 Result<FormatPtr> MakeNf4Format(const Nf4Options& options);

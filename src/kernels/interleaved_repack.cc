@@ -444,7 +444,7 @@ IlDesc Nf4Desc(const Format& f) {
     }
   }
   d.segs = 1;
-  d.scale = f.block_bytes() - f.block_size() / 2 == 4 ? IlScale::kF32 : IlScale::kF16;
+  d.scale = Nf4ScaleBytes(f) == 4 ? IlScale::kF32 : IlScale::kF16;
   d.scale_unit = std::ldexp(1.0f, -kNf4GridShift);
   d.unit_blocks = static_cast<int32_t>(f.block_size() / kUnit);
   return d;
@@ -452,7 +452,7 @@ IlDesc Nf4Desc(const Format& f) {
 
 RowFn Nf4RowFn(const Format& f, const uint8_t* packed, int64_t cols) {
   const int64_t n = f.block_size(), block_bytes = f.block_bytes();
-  const int64_t scale_bytes = block_bytes - n / 2, row_bytes = f.RowBytes(cols);
+  const int64_t scale_bytes = Nf4ScaleBytes(f), row_bytes = f.RowBytes(cols);
   const int64_t n_blocks = (cols + n - 1) / n;
   return [=](int64_t r, uint8_t* c, uint32_t* scale, uint16_t* /*min*/) {
     for (int64_t b = 0; b < n_blocks; ++b) {
@@ -461,9 +461,9 @@ RowFn Nf4RowFn(const Format& f, const uint8_t* packed, int64_t cols) {
       for (int64_t k = 0; k < scale_bytes; ++k) field |= uint32_t{blk[k]} << (8 * k);
       for (int64_t j = 0; j < n / kUnit; ++j) scale[b * (n / kUnit) + j] = field;
       for (int64_t k = 0; k < n; ++k) {
-        // Element 2j sits in the HIGH nibble of byte j (nf4.h); past cols: code 7 (0.0).
-        const uint8_t byte = blk[scale_bytes + k / 2];
-        c[b * n + k] = b * n + k >= cols ? 7 : static_cast<uint8_t>(k % 2 == 0 ? byte >> 4 : byte & 15);
+        // Past cols: code 7 (0.0).
+        const int code = b * n + k >= cols ? 7 : Nf4CodeAt(blk + scale_bytes, k);
+        c[b * n + k] = static_cast<uint8_t>(code);
       }
     }
   };
@@ -610,8 +610,8 @@ std::optional<KernelEntry> LookupInterleavedKernel(const Format& format, Isa isa
     const bool vbmi = fn != nullptr;
     if (fn == nullptr) fn = at == Isa::kAvx512 ? InterleavedAvx512Fn(*d) : InterleavedAvx2Fn(*d);
     if (fn == nullptr) continue;
-    // "il16.<bits>[l[v]|l2v|t|t2|m<parts>][u<blocks>].<f16|f32|exp[s]>.s<segs>[.min].<isa>.q8" (lv: the table
-    // by vpermb), kept for the process's lifetime.
+    // "il16.<bits>[l[v]|l2v|t|t2|m<parts>][u<blocks>].<f16|f32|exp[s]>.s<segs>[.min].<isa>.q8"
+    // (lv: the table by vpermb; l2v: nf4's two tables), kept for the process's lifetime.
     std::string name = "il16." + std::to_string(d->bits);
     if (d->lut) name += d->lut2 ? "l2v" : vbmi ? "lv" : "l";
     if (d->lut6) name += d->lut6 == 1 ? "t" : "t2";

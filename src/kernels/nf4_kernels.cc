@@ -35,7 +35,7 @@ std::vector<uint8_t> Nf4Repack(const Format& format, const uint8_t* packed, int6
   h.groups = (rows + kNf4Rows - 1) / kNf4Rows;
   h.block = format.block_size();
   LOWBIT_CHECK(h.block > 0 && h.block % 32 == 0);
-  h.scale_bytes = format.block_bytes() - h.block / 2;
+  h.scale_bytes = Nf4ScaleBytes(format);
   LOWBIT_CHECK(h.scale_bytes == 2 || h.scale_bytes == 4);
   h.blocks = (cols + h.block - 1) / h.block;
   h.record_bytes = 16 * h.scale_bytes + 8 * h.block;
@@ -52,10 +52,8 @@ std::vector<uint8_t> Nf4Repack(const Format& format, const uint8_t* packed, int6
       std::memcpy(p + h.scale_bytes * lane, blk, static_cast<size_t>(h.scale_bytes));
       uint8_t* codes = p + 16 * h.scale_bytes;
       for (int64_t k = 0; k < h.block; ++k) {
-        const uint8_t byte = blk[h.scale_bytes + k / 2];
-        // Element 2j sits in the HIGH nibble of byte j (nf4.h); past cols: code 7 (0.0).
-        int c = k % 2 == 0 ? byte >> 4 : byte & 15;
-        if (b * h.block + k >= cols) c = 7;
+        // Past cols: code 7 (0.0).
+        const int c = b * h.block + k >= cols ? 7 : Nf4CodeAt(blk + h.scale_bytes, k);
         const int64_t u = k / 32, v = (k % 32) / 8, i = k % 8;
         codes[256 * u + 64 * v + 4 * lane + i / 2] |= static_cast<uint8_t>(c << (4 * (i % 2)));
       }
