@@ -119,7 +119,8 @@ struct SeTailBuffer {
 // Zen, docs/kernels_shared_exponent.md "Speed"). Each chunk requests its row's bytes this far
 // ahead (lines already requested cost one load slot). The distance is per row, so R rows keep
 // R times this in flight: 2048 suited Zen, but on the 2-core Xeon VM it left the AVX-512 tiles at
-// 80-85% of DRAM where 512 reaches 87-93% (scan of 256..8192 in the doc).
+// 80-85% of DRAM where 512 reaches 87-93% (scan: docs/kernels_shared_exponent.md, "Software
+// prefetch").
 constexpr int64_t kSePrefetchBytes = 512;
 
 template <SeLayout L>
