@@ -32,6 +32,17 @@ struct DenseArgs {
 // Rows [r0, r1) of Y = A B, T = float or double. Callers split rows across threads.
 template <class T>
 void MultiplyRows(const DenseArgs<T>& args, int64_t r0, int64_t r1);
+
+// Rows per task when callers split a product of `rows` rows over `threads` threads. Each call
+// packs its own panels of B (all of B, a depth block at a time), so small tasks copy B over and
+// over: with 16-48 rows per task that copying cost more than the arithmetic on the shapes of AQLM
+// training. About four tasks per thread keep dynamic scheduling balanced; a multiple of the
+// 6-row tile. The split never changes a bit (each element is one chain over the whole depth).
+inline int64_t RowsPerTask(int64_t rows, int threads) {
+  const int64_t tasks = 4 * static_cast<int64_t>(threads < 1 ? 1 : threads);
+  const int64_t per_task = (rows + tasks - 1) / tasks;
+  return per_task <= 6 ? 6 : (per_task + 5) / 6 * 6;
+}
 // The same at a given level (tests compare levels).
 template <class T>
 void MultiplyRows(Isa isa, const DenseArgs<T>& args, int64_t r0, int64_t r1);

@@ -1,6 +1,13 @@
 // AVX-512 path of the dense product (dense.h): register tiles of 6 rows x 4 vectors (24
-// accumulators: 64 floats or 32 doubles per row), one pass over k per tile, so each B vector
-// loaded feeds 6 FMAs. Full tiles run Tile6x4; the edges (fewer rows or vectors) the generic Tile.
+// accumulators: 64 floats or 32 doubles per row), so each B vector loaded feeds 6 FMAs. Full
+// tiles run Tile6x4; the edges (fewer rows or vectors) the generic Tile.
+//
+// Depth blocking: k runs in blocks of kDepthBlock; a tile stores its accumulators to Y after a
+// block and reloads them for the next. The store and reload are exact, so every element is still
+// the one fma chain over k = 0 .. depth-1 that dense.h promises (the same bits as one pass), while
+// a column block's packed panel (kDepthBlock x 64 values) stays in L2 for all the row tiles of
+// the call. Without it, deep products (Hessians over 65,536 tokens, weight gradients over a
+// batch's tokens) streamed a panel of megabytes per tile from L3 or DRAM.
 #include <immintrin.h>
 
 #include <array>
@@ -44,20 +51,29 @@ struct Vec<float> {
   static void StoreMasked(float* p, Mask m, V v) { _mm512_mask_storeu_ps(p, m, v); }
 };
 
-// Columns [c0, c0 + lanes * kVecs) of rows [r, r + kNr); `last_mask` limits the last vector. b:
-// those columns of B (b[k * ldb + j] is B[k][c0 + j]), the matrix itself or a packed panel.
+constexpr int64_t kDepthBlock = 1024;  // k per panel: 1024 x 64 floats = 256 KiB (doubles 512 KiB), in L2
+
+// One depth block [k0, k0 + kc) of the tile at columns [c0, c0 + lanes * kVecs) of rows
+// [r, r + kNr); `last_mask` limits the last vector. b: row k0 of those columns of B
+// (b[k * ldb + j] is B[k0 + k][c0 + j]), the matrix itself or a packed panel. resume: start from
+// the tile's values in Y (the chain so far) instead of +0.
 template <class T, int kNr, int kVecs>
-void Tile(const DenseArgs<T>& g, int64_t r, const T* b, int64_t ldb, int64_t c0,
-          typename Vec<T>::Mask last_mask) {
+void Tile(const DenseArgs<T>& g, int64_t r, const T* b, int64_t ldb, int64_t c0, int64_t k0, int64_t kc,
+          bool resume, typename Vec<T>::Mask last_mask) {
   using W = Vec<T>;
   constexpr int L = W::kLanes;
+  const int64_t lda = g.stride_a(), ldy = g.stride_y();
   typename W::V acc[kNr][kVecs];
   for (int i = 0; i < kNr; ++i) {
-    for (int v = 0; v < kVecs; ++v) acc[i][v] = W::Zero();
+    const T* yr = g.y + (r + i) * ldy + c0;
+    for (int v = 0; v < kVecs; ++v) {
+      acc[i][v] = !resume               ? W::Zero()
+                  : v == kVecs - 1 ? W::LoadMasked(last_mask, yr + L * v)
+                                   : W::Load(yr + L * v);
+    }
   }
-  const int64_t lda = g.stride_a(), ldy = g.stride_y(), depth = g.depth;
-  const T* __restrict a = g.a + r * lda;
-  for (int64_t k = 0; k < depth; ++k) {
+  const T* __restrict a = g.a + r * lda + k0;
+  for (int64_t k = 0; k < kc; ++k) {
     const T* bk = b + k * ldb;
     typename W::V bv[kVecs];
     for (int v = 0; v < kVecs; ++v) {
@@ -78,17 +94,25 @@ void Tile(const DenseArgs<T>& g, int64_t r, const T* b, int64_t ldb, int64_t c0,
 // The full tile, 6 rows x 4 vectors, with the accumulators in named variables: GCC 12 keeps an
 // array of 24 vector accumulators on the stack (a store per FMA), which halves the speed.
 template <class T>
-void Tile6x4(const DenseArgs<T>& g, int64_t r, const T* b, int64_t ldb, int64_t c0,
-             typename Vec<T>::Mask last_mask) {
+void Tile6x4(const DenseArgs<T>& g, int64_t r, const T* b, int64_t ldb, int64_t c0, int64_t k0, int64_t kc,
+             bool resume, typename Vec<T>::Mask last_mask) {
   using W = Vec<T>;
   using V = typename W::V;
   constexpr int L = W::kLanes;
-  const int64_t lda = g.stride_a(), ldy = g.stride_y(), depth = g.depth;
-  const T* a = g.a + r * lda;
-#define LOWBIT_ROW_ACC(i) V c##i##0 = W::Zero(), c##i##1 = W::Zero(), c##i##2 = W::Zero(), c##i##3 = W::Zero();
+  const int64_t lda = g.stride_a(), ldy = g.stride_y();
+  const T* a = g.a + r * lda + k0;
+#define LOWBIT_ROW_ACC(i)                                                                 \
+  V c##i##0 = W::Zero(), c##i##1 = W::Zero(), c##i##2 = W::Zero(), c##i##3 = W::Zero(); \
+  if (resume) {                                                                           \
+    const T* yr = g.y + (r + (i)) * ldy + c0;                                             \
+    c##i##0 = W::Load(yr);                                                                \
+    c##i##1 = W::Load(yr + L);                                                            \
+    c##i##2 = W::Load(yr + 2 * L);                                                        \
+    c##i##3 = W::LoadMasked(last_mask, yr + 3 * L);                                       \
+  }
   LOWBIT_ROW_ACC(0) LOWBIT_ROW_ACC(1) LOWBIT_ROW_ACC(2) LOWBIT_ROW_ACC(3) LOWBIT_ROW_ACC(4) LOWBIT_ROW_ACC(5)
 #undef LOWBIT_ROW_ACC
-  for (int64_t k = 0; k < depth; ++k) {
+  for (int64_t k = 0; k < kc; ++k) {
     const T* bk = b + k * ldb;
     const V b0 = W::Load(bk), b1 = W::Load(bk + L), b2 = W::Load(bk + 2 * L);
     const V b3 = W::LoadMasked(last_mask, bk + 3 * L);
@@ -117,7 +141,8 @@ void Tile6x4(const DenseArgs<T>& g, int64_t r, const T* b, int64_t ldb, int64_t 
 }
 
 template <class T>
-using TileFn = void (*)(const DenseArgs<T>&, int64_t, const T*, int64_t, int64_t, typename Vec<T>::Mask);
+using TileFn = void (*)(const DenseArgs<T>&, int64_t, const T*, int64_t, int64_t, int64_t, int64_t, bool,
+                        typename Vec<T>::Mask);
 
 // kTiles[vecs - 1][nr - 1]: the tile of nr rows and vecs vectors.
 template <class T, int kVecs, int... kNr>
@@ -138,29 +163,36 @@ void MultiplyRowsAvx512(const DenseArgs<T>& g, int64_t r0, int64_t r1) {
   using W = Vec<T>;
   constexpr int64_t L = W::kLanes, kCols = L * kMaxVecs;
   const int64_t n = g.n, ldb = g.stride_b(), depth = g.depth;
-  // With several row tiles per column block, the block's columns of B are first copied into a
-  // contiguous panel (depth x kCols): the tiles then read B sequentially instead of 4 lines per
-  // k at a stride of ldb. The arithmetic is unchanged.
+  // With several row tiles per column block, each depth block of the column block's B is first
+  // copied into a contiguous panel (kDepthBlock x kCols): the tiles then read B sequentially
+  // instead of 4 lines per k at a stride of ldb. The arithmetic is unchanged.
   const bool pack = r1 - r0 >= 2 * kRows;
   thread_local std::vector<T> panel;
-  if (pack) panel.resize(static_cast<size_t>(depth * kCols));
+  if (pack) panel.resize(static_cast<size_t>(kDepthBlock * kCols));
   for (int64_t c0 = 0; c0 < n; c0 += kCols) {
     const int64_t width = n - c0 < kCols ? n - c0 : kCols;
     const int vecs = static_cast<int>((width + L - 1) / L);
     const int tail = static_cast<int>(width - L * (vecs - 1));
     const auto mask = static_cast<typename W::Mask>((1u << tail) - 1u);
-    const T* b = g.b + c0;
-    int64_t ld = ldb;
-    if (pack) {
-      b = PackColumns(g, c0, width, kCols, &panel);
-      ld = kCols;
-    }
-    for (int64_t r = r0; r < r1; r += kRows) {
-      const int nr = static_cast<int>(r1 - r < kRows ? r1 - r : kRows);
-      if (nr == kRows && vecs == kMaxVecs) {
-        Tile6x4<T>(g, r, b, ld, c0, mask);
-      } else {
-        kTiles<T>[vecs - 1][nr - 1](g, r, b, ld, c0, mask);
+    // depth 0 still runs one (empty) block, which stores the zeros.
+    for (int64_t k0 = 0; k0 == 0 || k0 < depth; k0 += kDepthBlock) {
+      const int64_t kc = depth - k0 < kDepthBlock ? depth - k0 : kDepthBlock;
+      const T* b = g.b + k0 * ldb + c0;
+      int64_t ld = ldb;
+      if (pack) {
+        DenseArgs<T> block = g;
+        block.b = b;
+        block.depth = kc;
+        b = PackColumns(block, 0, width, kCols, &panel);
+        ld = kCols;
+      }
+      for (int64_t r = r0; r < r1; r += kRows) {
+        const int nr = static_cast<int>(r1 - r < kRows ? r1 - r : kRows);
+        if (nr == kRows && vecs == kMaxVecs) {
+          Tile6x4<T>(g, r, b, ld, c0, k0, kc, k0 > 0, mask);
+        } else {
+          kTiles<T>[vecs - 1][nr - 1](g, r, b, ld, c0, k0, kc, k0 > 0, mask);
+        }
       }
     }
   }

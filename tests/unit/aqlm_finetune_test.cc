@@ -89,10 +89,12 @@ bool LoadStories(Fixture* f) {
 TEST(AqlmBlockBackward, ForwardMatchesTheRuntimeBlock) {
   REQUIRE_STORIES(f);
   const LlamaModel& m = f.loaded.model;
-  const auto seqs = testing::TokenSequences(*f.loaded.tokenizer, f.text, 0, 3, 24);
+  ThreadPool pool(2);
+  // 24 tokens: one block of the causal attention products; 100: three (48, 48, 4).
+  for (const int64_t seq_len : {24, 100}) {
+  const auto seqs = testing::TokenSequences(*f.loaded.tokenizer, f.text, 0, 3, seq_len);
   ASSERT_EQ(seqs.size(), 3u);
   const std::vector<float> x = Embeddings(m, seqs);
-  ThreadPool pool(2);
   for (int variant = 0; variant < 3; ++variant) {
     LlamaConfig c = m.config;
     LayerWeights lw = m.layers[1];
@@ -108,7 +110,7 @@ TEST(AqlmBlockBackward, ForwardMatchesTheRuntimeBlock) {
     }
     const std::vector<double> freqs = RopeFrequencies(c, m.rope_freq_factors);
     std::vector<float> y_ref = x;
-    aqlm::BlockForward(c, lw, freqs, 3, 24, y_ref.data(), pool);
+    aqlm::BlockForward(c, lw, freqs, 3, seq_len, y_ref.data(), pool);
     std::vector<float> dense[kBlockMatrices];
     std::vector<double> dense_d[kBlockMatrices];
     aqlm::DenseBlock<float> bf;
@@ -129,21 +131,22 @@ TEST(AqlmBlockBackward, ForwardMatchesTheRuntimeBlock) {
     bf.bv = bd.bv = lw.bv.data();
     std::vector<float> yf;
     std::vector<double> yd;
-    const double loss_f = aqlm::BlockLoss<float>(c, bf, freqs, 3, 24, x.data(), y_ref.data(), pool, nullptr, &yf);
-    aqlm::BlockLoss<double>(c, bd, freqs, 3, 24, x.data(), y_ref.data(), pool, nullptr, &yd);
+    const double loss_f = aqlm::BlockLoss<float>(c, bf, freqs, 3, seq_len, x.data(), y_ref.data(), pool, nullptr, &yf);
+    aqlm::BlockLoss<double>(c, bd, freqs, 3, seq_len, x.data(), y_ref.data(), pool, nullptr, &yd);
     double max_abs = 0.0, max_diff_f = 0.0, max_diff_d = 0.0;
     for (size_t i = 0; i < y_ref.size(); ++i) {
       max_abs = std::max(max_abs, std::fabs(static_cast<double>(y_ref[i])));
       max_diff_f = std::max(max_diff_f, std::fabs(static_cast<double>(yf[i]) - y_ref[i]));
       max_diff_d = std::max(max_diff_d, std::fabs(yd[i] - y_ref[i]));
     }
-    EXPECT_LE(max_diff_f, 2e-5 * max_abs) << "variant " << variant;
-    EXPECT_LE(max_diff_d, 2e-5 * max_abs) << "variant " << variant;
-    EXPECT_LT(loss_f, 1e-9 * max_abs * max_abs) << "variant " << variant;
+    EXPECT_LE(max_diff_f, 2e-5 * max_abs) << "variant " << variant << " seq_len " << seq_len;
+    EXPECT_LE(max_diff_d, 2e-5 * max_abs) << "variant " << variant << " seq_len " << seq_len;
+    EXPECT_LT(loss_f, 1e-9 * max_abs * max_abs) << "variant " << variant << " seq_len " << seq_len;
     // The outputs differ from the input (the block did something), so the check is not vacuous.
     double moved = 0.0;
     for (size_t i = 0; i < x.size(); ++i) moved = std::max(moved, std::fabs(static_cast<double>(y_ref[i]) - x[i]));
     EXPECT_GT(moved, 0.01 * max_abs);
+  }
   }
 }
 

@@ -89,14 +89,13 @@ void CheckFiniteDifferences(std::vector<double>& p, const std::vector<double>& g
   }
 }
 
-// dL/dx of BlockBackward for L = sum(r * y(x)) with a fixed random r.
+// dL/dx of BlockBackward for L = sum(r * y(x)) with a fixed random r, on sequences of 12 tokens
+// (one block of the causal attention products) and 100 (three blocks: 48, 48, 4), so the products
+// that skip the masked part are checked where they skip something.
 TEST(AqlmBlockBackward, InputGradientMatchesFiniteDifferences) {
   REQUIRE_STORIES(f);
   const LlamaModel& m = f.loaded.model;
   const LlamaConfig& c = m.config;
-  const auto seqs = testing::TokenSequences(*f.loaded.tokenizer, f.text, 5000, 2, 12);
-  ASSERT_EQ(seqs.size(), 2u);
-  std::vector<double> x = Embeddings(m, seqs);
   ThreadPool pool(2);
   const std::vector<double> freqs = RopeFrequencies(c, m.rope_freq_factors);
   LayerWeights lw = m.layers[2];
@@ -110,23 +109,32 @@ TEST(AqlmBlockBackward, InputGradientMatchesFiniteDifferences) {
   std::vector<double> an(lw.attn_norm.begin(), lw.attn_norm.end()), fn(lw.ffn_norm.begin(), lw.ffn_norm.end());
   b.attn_norm = an.data();
   b.ffn_norm = fn.data();
-  std::mt19937_64 rng(11);
-  std::normal_distribution<double> nd(0.0, 1.0);
-  std::vector<double> r(x.size());
-  for (double& v : r) v = nd(rng);
-  aqlm::BlockGradients<double> g;
-  std::vector<double> dx, y;
-  aqlm::BlockBackward<double>(c, b, freqs, 2, 12, x.data(), r.data(), pool, &g, &dx, &y);
-  auto loss = [&] {
-    std::vector<double> out;
-    aqlm::BlockApply<double>(c, b, freqs, 2, 12, x.data(), pool, &out);
-    double s = 0.0;
-    for (size_t i = 0; i < out.size(); ++i) s += r[i] * out[i];
-    return s;
-  };
-  CheckFiniteDifferences(x, dx, loss, "x");
-  CheckFiniteDifferences(w[6], g.w[6], loss, "w_down");
-  CheckFiniteDifferences(an, g.attn_norm, loss, "attn_norm");
+  for (const int64_t seq_len : {12, 100}) {
+    SCOPED_TRACE("seq_len " + std::to_string(seq_len));
+    const auto seqs = testing::TokenSequences(*f.loaded.tokenizer, f.text, 5000, 2, seq_len);
+    ASSERT_EQ(seqs.size(), 2u);
+    std::vector<double> x = Embeddings(m, seqs);
+    std::mt19937_64 rng(11);
+    std::normal_distribution<double> nd(0.0, 1.0);
+    std::vector<double> r(x.size());
+    for (double& v : r) v = nd(rng);
+    aqlm::BlockGradients<double> g;
+    std::vector<double> dx, y;
+    aqlm::BlockBackward<double>(c, b, freqs, 2, seq_len, x.data(), r.data(), pool, &g, &dx, &y);
+    auto loss = [&] {
+      std::vector<double> out;
+      aqlm::BlockApply<double>(c, b, freqs, 2, seq_len, x.data(), pool, &out);
+      double s = 0.0;
+      for (size_t i = 0; i < out.size(); ++i) s += r[i] * out[i];
+      return s;
+    };
+    CheckFiniteDifferences(x, dx, loss, "x");
+    CheckFiniteDifferences(w[0], g.w[0], loss, "wq");
+    CheckFiniteDifferences(w[1], g.w[1], loss, "wk");
+    CheckFiniteDifferences(w[2], g.w[2], loss, "wv");
+    CheckFiniteDifferences(w[6], g.w[6], loss, "w_down");
+    CheckFiniteDifferences(an, g.attn_norm, loss, "attn_norm");
+  }
 }
 
 // The whole-model KL and its gradient in double: a student with every matrix of the model
@@ -187,6 +195,19 @@ TEST(AqlmGlobalFineTune, ModelKlGradientMatchesFiniteDifferences) {
   const double kl = aqlm::ModelKl<double>(c, s, teacher, freqs, n_seq, seq_len, x0.data(), pool, &g);
   EXPECT_GT(kl, 0.0);
   EXPECT_EQ(kl, aqlm::ModelKl<double>(c, s, teacher, freqs, n_seq, seq_len, x0.data(), pool));
+  // Kept buffers (the training loop's scratch), used twice: the same loss and gradients.
+  aqlm::ModelKlScratch<double> scratch;
+  for (int call = 0; call < 2; ++call) {
+    aqlm::ModelGradients<double> gs;
+    EXPECT_EQ(kl, aqlm::ModelKl<double>(c, s, teacher, freqs, n_seq, seq_len, x0.data(), pool, &gs, &scratch));
+    ASSERT_EQ(gs.blocks.size(), g.blocks.size());
+    for (size_t l = 0; l < g.blocks.size(); ++l) {
+      for (int i = 0; i < kBlockMatrices; ++i) EXPECT_EQ(gs.blocks[l].w[i], g.blocks[l].w[i]) << l << " " << i;
+      EXPECT_EQ(gs.blocks[l].attn_norm, g.blocks[l].attn_norm);
+      EXPECT_EQ(gs.blocks[l].ffn_norm, g.blocks[l].ffn_norm);
+    }
+    EXPECT_EQ(gs.output_norm, g.output_norm);
+  }
   auto loss = [&] { return aqlm::ModelKl<double>(c, s, teacher, freqs, n_seq, seq_len, x0.data(), pool); };
   const int64_t last = c.n_layers - 1;
   CheckFiniteDifferences(w[0], g.blocks[0].w[0], loss, "blk.0.wq");

@@ -80,10 +80,10 @@ class Trainer {
   // y = x H for every row of x: (rows_, cp_), by the dense kernel (kernels/dense.h), whose
   // per-element summation order does not depend on the ISA level or the row split.
   void MultiplyH(const double* x, double* y) const {
-    constexpr int64_t kRowBlock = 16;
-    const int64_t blocks = (rows_ + kRowBlock - 1) / kRowBlock;
+    const int64_t block = kernels::RowsPerTask(rows_, o_.pool != nullptr ? o_.pool->size() : 1);
+    const int64_t blocks = (rows_ + block - 1) / block;
     ParallelFor(o_.pool, blocks, [&](int64_t blk) {
-      const int64_t r0 = blk * kRowBlock, r1 = std::min(rows_, r0 + kRowBlock);
+      const int64_t r0 = blk * block, r1 = std::min(rows_, r0 + block);
       kernels::MultiplyRows<double>({x, h_.data(), y, cp_, cp_}, r0, r1);
     });
   }

@@ -45,23 +45,36 @@ class Fingerprint {
   uint64_t h_ = 1469598103934665603ull;
 };
 
+// The double copies of a Hessian's inputs, kept for the whole run: fresh buffers of up to 800 MB
+// per Hessian (65,536 tokens x 1,536 columns) cost page faults and zeroing on every call.
+struct HessianScratch {
+  std::vector<double> xd, xt;  // (n, cols) and its transpose (cols, n)
+};
+
 // h (cols, cols) = X^T X over the n rows of x, in double: every element the same token-order fma
-// chain whatever the thread count or ISA (kernels/dense.h). Only the upper triangle is computed
-// (row block [r0, r1) from column r0 on: half the work); Symmetrize mirrors it.
-void AccumulateH(const float* x, int64_t n, int64_t cols, std::vector<double>& h, ThreadPool& pool) {
+// chain whatever the thread count or ISA (kernels/dense.h). Only the upper triangle is computed;
+// Symmetrize mirrors it. Tasks are blocks of output columns, largest first: block [c0, c1) needs
+// rows [0, c1) (its part of the triangle, plus the few elements below the diagonal inside the
+// block, which Symmetrize overwrites), and one task packs each column panel of X once, so the
+// panels are copied once per Hessian rather than once per few rows.
+void AccumulateH(const float* x, int64_t n, int64_t cols, std::vector<double>& h, HessianScratch& scratch,
+                 ThreadPool& pool) {
   const auto at = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
-  std::vector<double> xd(at(n, cols)), xt(xd.size());
+  std::vector<double>&xd = scratch.xd, &xt = scratch.xt;
+  xd.resize(at(n, cols));
+  xt.resize(xd.size());
   for (size_t i = 0; i < xd.size(); ++i) xd[i] = x[i];
   aqlm::TransposeMatrix(xd.data(), n, cols, xt.data(), pool);  // tiled: n is tens of thousands of tokens
   h.assign(at(cols, cols), 0.0);
-  constexpr int64_t kRowBlock = 16;
-  pool.ParallelFor((cols + kRowBlock - 1) / kRowBlock, [&](int64_t blk, int) {
-    const int64_t r0 = blk * kRowBlock, r1 = std::min(cols, r0 + kRowBlock);
-    kernels::DenseArgs<double> args{xt.data(), xd.data() + r0, h.data() + r0, n, cols - r0};
+  constexpr int64_t kColBlock = 96;  // a multiple of every level's tile width (8 to 32 doubles)
+  const int64_t n_blocks = (cols + kColBlock - 1) / kColBlock;
+  pool.ParallelFor(n_blocks, [&](int64_t task, int) {
+    const int64_t c0 = (n_blocks - 1 - task) * kColBlock, c1 = std::min(cols, c0 + kColBlock);
+    kernels::DenseArgs<double> args{xt.data(), xd.data() + c0, h.data() + c0, n, c1 - c0};
     args.lda = n;
     args.ldb = cols;
     args.ldy = cols;
-    kernels::MultiplyRows<double>(args, r0, r1);
+    kernels::MultiplyRows<double>(args, 0, c1);
   });
 }
 
@@ -263,6 +276,9 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
   }
   int64_t done_weights = 0, trained_weights = 0;
   double trained_seconds = 0.0;
+  HessianScratch hessian_scratch;
+  aqlm::BlockForwardBuffers forward_buffers;
+  std::vector<float> xs;  // a copy of the stream, kept for the run (151 MB for 65,536 SmolLM2 tokens)
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
     LayerWeights& lw = q.layers[static_cast<size_t>(l)];
@@ -286,20 +302,21 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
       // Hessians of the four distinct inputs, from the stream the quantized blocks produced.
       std::vector<double> h[4];
       int64_t h_cols[4] = {0, 0, 0, 0};
-      std::vector<float> xs = x;
+      xs.assign(x.begin(), x.end());  // the unquantized block's output on this stream, below
       aqlm::BlockForward(c, model.layers[static_cast<size_t>(l)], rope_freqs, n_seq, seq_len, xs.data(), pool,
                          [&](aqlm::BlockInput kind, const float* in, int64_t n, int64_t cols) {
                            const int k = static_cast<int>(kind);
                            h[k].assign(static_cast<size_t>(cols * cols), 0.0);
                            h_cols[k] = cols;
-                           AccumulateH(in, n, cols, h[k], pool);
+                           AccumulateH(in, n, cols, h[k], hessian_scratch, pool);
                            Symmetrize(h[k], cols);
                            double mean_diag = 0.0;
                            for (int64_t a = 0; a < cols; ++a) mean_diag += h[k][static_cast<size_t>(a * cols + a)];
                            mean_diag /= static_cast<double>(cols);
                            const double damp = o.damping * (mean_diag > 0 ? mean_diag : 1.0);
                            for (int64_t a = 0; a < cols; ++a) h[k][static_cast<size_t>(a * cols + a)] += damp;
-                         });
+                         },
+                         &forward_buffers);
       for (int i = 0; i < 7; ++i) {
         WeightView& w = *views[i];
         const std::vector<float> wf = ReadMatrix(w);
@@ -399,7 +416,7 @@ Result<LlamaModel> QuantizeModelAqlm(const LlamaModel& model, const AqlmOptions&
       PrepareWeightForIsa(*views[i], kernels::ActiveIsa());
     }
     // The stream leaving the quantized block feeds the next one.
-    aqlm::BlockForward(c, lw, rope_freqs, n_seq, seq_len, x.data(), pool);
+    aqlm::BlockForward(c, lw, rope_freqs, n_seq, seq_len, x.data(), pool, nullptr, &forward_buffers);
     if (o.stop_after_layer >= 0 && l >= o.stop_after_layer && l + 1 < c.n_layers) {
       return Status(StatusCode::kInternal, "aqlm: stopped after block " + std::to_string(l) +
                                                " (stop_after_layer)");

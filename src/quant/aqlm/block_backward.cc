@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/dense.h"
 #include "quant/aqlm/rms_norm.h"
@@ -13,10 +14,6 @@ namespace lowbit::aqlm {
 namespace {
 
 inline size_t Sz(int64_t a, int64_t b = 1) { return static_cast<size_t>(a * b); }
-
-// Multiples of the AVX-512 dense tile height (6 rows), so tasks have no partial tiles but the last.
-constexpr int64_t kTokenBlock = 48;  // tokens per task of the products over the feature axis
-constexpr int64_t kRowBlock = 24;    // weight rows per task of the dW products
 
 // y (n, rows) = x (n, cols) w^T for matrix i of the block (rows, cols): through the block's
 // transposed copy when it has one.
@@ -47,8 +44,9 @@ void MatMulDyTX(const T* dy, const T* x, int64_t n, int64_t rows, int64_t cols, 
   std::vector<T> dyt(Sz(n, rows));
   TransposeMatrix(dy, n, rows, dyt.data(), pool);
   const kernels::DenseArgs<T> args{dyt.data(), x, dw, n, cols};
-  pool.ParallelFor((rows + kRowBlock - 1) / kRowBlock, [&](int64_t blk, int) {
-    kernels::MultiplyRows<T>(args, blk * kRowBlock, std::min(rows, (blk + 1) * kRowBlock));
+  const int64_t block = kernels::RowsPerTask(rows, pool.size());
+  pool.ParallelFor((rows + block - 1) / block, [&](int64_t blk, int) {
+    kernels::MultiplyRows<T>(args, blk * block, std::min(rows, (blk + 1) * block));
   });
 }
 
@@ -72,17 +70,64 @@ void Rope(T* v, int64_t n_heads, int64_t head_dim, int64_t rope_dim, RopeLayout 
   }
 }
 
+// Causal attention products skip what the mask makes zero, a block of query rows at a time:
+// block [r0, r1) of an (L, L) product only needs key columns [0, r1), and a lower triangular
+// (L, L) factor only depth [0, r1). That is a little over half of the full square. Each element's
+// fma chain over the kept terms is unchanged; the dropped terms are exact zeros at the end of the
+// chain (their products are +-0, which leave a nonzero sum unchanged).
+constexpr int64_t kQueryBlock = 48;  // 8 tiles of the dense kernel's 6 rows
+
+// y (L, L; ldy) rows [0, L), columns [0, t's block end) = a (L, depth; lda) b (depth, L; ldb):
+// for each row t, every column j <= t (and a few past it) is computed; the rest is left as is.
+template <class T>
+void CausalScores(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t depth, int64_t L, T* y, int64_t ldy) {
+  for (int64_t r0 = 0; r0 < L; r0 += kQueryBlock) {
+    const int64_t r1 = std::min(L, r0 + kQueryBlock);
+    kernels::DenseArgs<T> args{a + r0 * lda, b, y + r0 * ldy, depth, r1};
+    args.lda = lda;
+    args.ldb = ldb;
+    args.ldy = ldy;
+    kernels::MultiplyRows<T>(args, 0, r1 - r0);
+  }
+}
+
+// y (L, n; ldy) = a (L, L) b (L, n; ldb) for a lower triangular a (a[t][j] = 0 for j > t, packed
+// rows of L): row block [r0, r1) sums over j < r1.
+template <class T>
+void LowerTimes(const T* a, int64_t L, const T* b, int64_t ldb, int64_t n, T* y, int64_t ldy) {
+  for (int64_t r0 = 0; r0 < L; r0 += kQueryBlock) {
+    const int64_t r1 = std::min(L, r0 + kQueryBlock);
+    kernels::DenseArgs<T> args{a + r0 * L, b, y + r0 * ldy, r1, n};
+    args.lda = L;
+    args.ldb = ldb;
+    args.ldy = ldy;
+    kernels::MultiplyRows<T>(args, 0, r1 - r0);
+  }
+}
+
+// y (L, n; ldy) = a (L, L) b (L, n; ldb) for an upper triangular a (a[j][t] = 0 for t < j): row
+// block [r0, r1) sums over t >= r0. The dropped terms are zeros at the start of each chain, where
+// the sum is still +0 and stays +0, so this keeps every bit.
+template <class T>
+void UpperTimes(const T* a, int64_t L, const T* b, int64_t ldb, int64_t n, T* y, int64_t ldy) {
+  for (int64_t r0 = 0; r0 < L; r0 += kQueryBlock) {
+    const int64_t r1 = std::min(L, r0 + kQueryBlock);
+    kernels::DenseArgs<T> args{a + r0 * L + r0, b + r0 * ldb, y + r0 * ldy, L - r0, n};
+    args.lda = L;
+    args.ldb = ldb;
+    args.ldy = ldy;
+    kernels::MultiplyRows<T>(args, 0, r1 - r0);
+  }
+}
+
 // One attention head of one sequence through the dense kernel: q (L, hd) with row stride
 // q_stride, k_t (hd, L) the head's keys transposed. p (L, L) receives the causal softmax
 // probabilities of each query row (exact zeros above the diagonal); the softmax runs in T with
-// its sums in double. The full L x L score product is computed and the upper half discarded: on
-// the kernel's tiles that costs less than per-row dot products.
+// its sums in double. Scores are computed for the causal blocks only (CausalScores).
 template <class T>
 void CausalProbabilities(const T* q, int64_t q_stride, const T* k_t, int64_t seq_len, int64_t hd, T scale,
                          T* p) {
-  kernels::DenseArgs<T> args{q, k_t, p, hd, seq_len};
-  args.lda = q_stride;
-  kernels::MultiplyRows<T>(args, 0, seq_len);
+  CausalScores(q, q_stride, k_t, seq_len, hd, seq_len, p, seq_len);
   for (int64_t t = 0; t < seq_len; ++t) {
     T* row = p + t * seq_len;
     T max_value = row[0] * scale;
@@ -109,19 +154,10 @@ void TransposeStrided(const T* in, int64_t rows, int64_t cols, int64_t stride, T
   }
 }
 
-// What the backward pass needs from the forward pass.
-template <class T>
-struct BlockState {
-  int64_t n_seq = 0, seq_len = 0;
-  std::vector<float> cos_sin;  // (seq_len, rope_dim)
-  std::vector<double> r1, r2;  // inverse RMS of the two norms' inputs, per token
-  std::vector<T> xn1, a, q, k, v, att, h1, xn2, b, gate, up, s, y;
-};
-
 // The block's forward pass from x_in (n, dim); the output is st.y.
 template <class T, class X>
 void Forward(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<double>& rope_freqs,
-             int64_t n_seq, int64_t seq_len, const X* x_in, ThreadPool& pool, BlockState<T>& st) {
+             int64_t n_seq, int64_t seq_len, const X* x_in, ThreadPool& pool, BlockActivations<T>& st) {
   const int64_t n = n_seq * seq_len, dim = c.dim, hd = c.head_dim;
   const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd, hidden = c.hidden_dim;
   const int64_t rope_dim = c.rope_dim > 0 ? c.rope_dim : hd;
@@ -132,8 +168,15 @@ void Forward(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<dou
   std::vector<float>& cos_sin = st.cos_sin;
   cos_sin.resize(Sz(seq_len, rope_dim));
   for (int64_t t = 0; t < seq_len; ++t) RopeCosSin(rope_freqs, t, &cos_sin[Sz(t, rope_dim)]);
-  std::vector<T> x(Sz(n, dim));
-  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<T>(x_in[i]);
+  // The input in T: read in place when it already is (no copy to fault in), else converted.
+  const T* x = nullptr;
+  std::vector<T> x_converted;
+  if constexpr (std::is_same_v<X, T>) {
+    x = x_in;
+  } else {
+    x_converted.assign(x_in, x_in + Sz(n, dim));
+    x = x_converted.data();
+  }
   std::vector<double>&r1 = st.r1, &r2 = st.r2;
   r1.resize(Sz(n));
   r2.resize(Sz(n));
@@ -144,7 +187,7 @@ void Forward(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<dou
   q.resize(Sz(n, q_dim));
   k.resize(Sz(n, kv_dim));
   v.resize(Sz(n, kv_dim));
-  RmsNormForward(x.data(), w.attn_norm, n, dim, c.rms_eps, r1, xn1.data(), a.data());
+  RmsNormForward(x, w.attn_norm, n, dim, c.rms_eps, r1, xn1.data(), a.data());
   MatMulXWt(a.data(), w, 0, n, q_dim, dim, q.data(), pool);
   MatMulXWt(a.data(), w, 1, n, kv_dim, dim, k.data(), pool);
   MatMulXWt(a.data(), w, 2, n, kv_dim, dim, v.data(), pool);
@@ -171,11 +214,8 @@ void Forward(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<dou
     p.resize(Sz(seq_len, seq_len));
     TransposeStrided(&k[Sz(first, kv_dim) + Sz(kvh * hd)], seq_len, hd, kv_dim, k_t.data());
     CausalProbabilities(&q[Sz(first, q_dim) + Sz(h * hd)], q_dim, k_t.data(), seq_len, hd, scale, p.data());
-    kernels::DenseArgs<T> pv{p.data(), &v[Sz(first, kv_dim) + Sz(kvh * hd)], &att[Sz(first, q_dim) + Sz(h * hd)],
-                             seq_len, hd};
-    pv.ldb = kv_dim;
-    pv.ldy = q_dim;
-    kernels::MultiplyRows<T>(pv, 0, seq_len);
+    LowerTimes(p.data(), seq_len, &v[Sz(first, kv_dim) + Sz(kvh * hd)], kv_dim, hd,
+               &att[Sz(first, q_dim) + Sz(h * hd)], q_dim);
   });
   h1.resize(Sz(n, dim));
   MatMulXWt(att.data(), w, 3, n, dim, q_dim, h1.data(), pool);
@@ -200,7 +240,7 @@ void Forward(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<dou
 // The backward pass from dy = dL/dy (n, dim), overwritten: fills g and, when dx is non-null, dL/dx.
 // Consumes st (its buffers are reused for gradients).
 template <class T>
-void Backward(const LlamaConfig& c, const DenseBlock<T>& w, BlockState<T>& st, std::vector<T>& dy,
+void Backward(const LlamaConfig& c, const DenseBlock<T>& w, BlockActivations<T>& st, std::vector<T>& dy,
               ThreadPool& pool, BlockGradients<T>& g, std::vector<T>* dx) {
   const int64_t n_seq = st.n_seq, seq_len = st.seq_len;
   const int64_t n = n_seq * seq_len, dim = c.dim, hd = c.head_dim;
@@ -260,11 +300,10 @@ void Backward(const LlamaConfig& c, const DenseBlock<T>& w, BlockState<T>& st, s
     T* dvalues = &dv[Sz(first, kv_dim) + Sz(kvh * hd)];
     TransposeStrided(keys, L, hd, kv_dim, k_t.data());
     TransposeStrided(values, L, hd, kv_dim, v_t.data());
-    // part (L, hd) = a (L, L) b (L, hd; row stride ldb); then added into out (row stride kv_dim).
+    // part (L, hd) = a (L, L) b (L, hd; row stride ldb) for an upper triangular a (a transposed
+    // causal matrix); then added into out (row stride kv_dim).
     auto accumulate = [&](const T* a, const T* b, int64_t ldb, T* out) {
-      kernels::DenseArgs<T> args{a, b, part.data(), L, hd};
-      args.ldb = ldb;
-      kernels::MultiplyRows<T>(args, 0, L);
+      UpperTimes(a, L, b, ldb, hd, part.data(), hd);
       for (int64_t j = 0; j < L; ++j) {
         for (int64_t d = 0; d < hd; ++d) out[j * kv_dim + d] += part[Sz(j, hd) + Sz(d)];
       }
@@ -273,9 +312,7 @@ void Backward(const LlamaConfig& c, const DenseBlock<T>& w, BlockState<T>& st, s
       const T* qh = &q[Sz(first, q_dim) + Sz(h * hd)];
       const T* d_att = &datt[Sz(first, q_dim) + Sz(h * hd)];
       CausalProbabilities(qh, q_dim, k_t.data(), L, hd, scale, p.data());
-      kernels::DenseArgs<T> dpv{d_att, v_t.data(), dp.data(), hd, L};
-      dpv.lda = q_dim;
-      kernels::MultiplyRows<T>(dpv, 0, L);
+      CausalScores(d_att, q_dim, v_t.data(), L, hd, L, dp.data(), L);  // dP, where P is nonzero
       // dp becomes dS (zero above the diagonal, where P is zero).
       for (int64_t t = 0; t < L; ++t) {
         const T* pt = &p[Sz(t, L)];
@@ -286,10 +323,7 @@ void Backward(const LlamaConfig& c, const DenseBlock<T>& w, BlockState<T>& st, s
         for (int64_t j = 0; j <= t; ++j) dt[j] = pt[j] * (dt[j] - m) * scale;
         std::fill(dt + t + 1, dt + L, T(0));
       }
-      kernels::DenseArgs<T> dqk{dp.data(), keys, &dq[Sz(first, q_dim) + Sz(h * hd)], L, hd};
-      dqk.ldb = kv_dim;
-      dqk.ldy = q_dim;
-      kernels::MultiplyRows<T>(dqk, 0, L);
+      LowerTimes(dp.data(), L, keys, kv_dim, hd, &dq[Sz(first, q_dim) + Sz(h * hd)], q_dim);
       TransposeStrided(dp.data(), L, L, L, t_buf.data());
       accumulate(t_buf.data(), qh, q_dim, dkeys);
       TransposeStrided(p.data(), L, L, L, t_buf.data());
@@ -335,7 +369,7 @@ double BlockLoss(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector
                  int64_t n_seq, int64_t seq_len, const float* x_in, const float* target,
                  ThreadPool& pool, BlockGradients<T>* grads, std::vector<T>* out) {
   const int64_t n = n_seq * seq_len, dim = c.dim;
-  BlockState<T> st;
+  BlockActivations<T> st;
   Forward(c, w, rope_freqs, n_seq, seq_len, x_in, pool, st);
   const std::vector<T>& y = st.y;
   double loss = 0.0;
@@ -358,7 +392,7 @@ double BlockLoss(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector
 template <class T>
 void BlockApply(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<double>& rope_freqs,
                 int64_t n_seq, int64_t seq_len, const T* x, ThreadPool& pool, std::vector<T>* out) {
-  BlockState<T> st;
+  BlockActivations<T> st;
   Forward(c, w, rope_freqs, n_seq, seq_len, x, pool, st);
   *out = std::move(st.y);
 }
@@ -367,7 +401,7 @@ template <class T>
 void BlockBackward(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<double>& rope_freqs,
                    int64_t n_seq, int64_t seq_len, const T* x, const T* dy, ThreadPool& pool,
                    BlockGradients<T>* grads, std::vector<T>* dx, std::vector<T>* out) {
-  BlockState<T> st;
+  BlockActivations<T> st;
   Forward(c, w, rope_freqs, n_seq, seq_len, x, pool, st);
   if (out != nullptr) *out = st.y;
   std::vector<T> d(dy, dy + Sz(n_seq * seq_len, c.dim));
@@ -375,11 +409,24 @@ void BlockBackward(const LlamaConfig& c, const DenseBlock<T>& w, const std::vect
 }
 
 template <class T>
+void BlockForwardKeep(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<double>& rope_freqs,
+                      int64_t n_seq, int64_t seq_len, const T* x, ThreadPool& pool, BlockActivations<T>* st) {
+  Forward(c, w, rope_freqs, n_seq, seq_len, x, pool, *st);
+}
+
+template <class T>
+void BlockBackwardFrom(const LlamaConfig& c, const DenseBlock<T>& w, BlockActivations<T>& st,
+                       std::vector<T>& dy, ThreadPool& pool, BlockGradients<T>* grads, std::vector<T>* dx) {
+  Backward(c, w, st, dy, pool, *grads, dx);
+}
+
+template <class T>
 void MatMulTokens(const T* a, const T* b, int64_t n, int64_t depth, int64_t rows, T* y,
                   ThreadPool& pool) {
   const kernels::DenseArgs<T> args{a, b, y, depth, rows};
-  pool.ParallelFor((n + kTokenBlock - 1) / kTokenBlock, [&](int64_t blk, int) {
-    kernels::MultiplyRows<T>(args, blk * kTokenBlock, std::min(n, (blk + 1) * kTokenBlock));
+  const int64_t block = kernels::RowsPerTask(n, pool.size());
+  pool.ParallelFor((n + block - 1) / block, [&](int64_t blk, int) {
+    kernels::MultiplyRows<T>(args, blk * block, std::min(n, (blk + 1) * block));
   });
 }
 
@@ -421,6 +468,16 @@ template void BlockBackward<float>(const LlamaConfig&, const DenseBlock<float>&,
                                    const std::vector<double>&, int64_t, int64_t, const float*,
                                    const float*, ThreadPool&, BlockGradients<float>*,
                                    std::vector<float>*, std::vector<float>*);
+template void BlockForwardKeep<float>(const LlamaConfig&, const DenseBlock<float>&, const std::vector<double>&,
+                                      int64_t, int64_t, const float*, ThreadPool&, BlockActivations<float>*);
+template void BlockBackwardFrom<float>(const LlamaConfig&, const DenseBlock<float>&, BlockActivations<float>&,
+                                       std::vector<float>&, ThreadPool&, BlockGradients<float>*,
+                                       std::vector<float>*);
+template void BlockForwardKeep<double>(const LlamaConfig&, const DenseBlock<double>&, const std::vector<double>&,
+                                       int64_t, int64_t, const double*, ThreadPool&, BlockActivations<double>*);
+template void BlockBackwardFrom<double>(const LlamaConfig&, const DenseBlock<double>&, BlockActivations<double>&,
+                                        std::vector<double>&, ThreadPool&, BlockGradients<double>*,
+                                        std::vector<double>*);
 template void BlockBackward<double>(const LlamaConfig&, const DenseBlock<double>&,
                                     const std::vector<double>&, int64_t, int64_t, const double*,
                                     const double*, ThreadPool&, BlockGradients<double>*,

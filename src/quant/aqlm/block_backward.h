@@ -63,8 +63,9 @@ struct DenseBlock {
 template <class T>
 void TransposeMatrix(const T* in, int64_t rows, int64_t cols, T* out, ThreadPool& pool);
 
-// y (n, rows) = a (n, depth) b (depth, rows) by the dense kernel (kernels/dense.h), blocks of 48
-// tokens in parallel: every output one fma chain over depth in order, whatever the thread count.
+// y (n, rows) = a (n, depth) b (depth, rows) by the dense kernel (kernels/dense.h), blocks of
+// tokens (kernels::RowsPerTask) in parallel: every output one fma chain over depth in order,
+// whatever the thread count.
 template <class T>
 void MatMulTokens(const T* a, const T* b, int64_t n, int64_t depth, int64_t rows, T* y, ThreadPool& pool);
 
@@ -73,6 +74,17 @@ struct BlockGradients {
   std::vector<T> w[kBlockMatrices];  // dL/dW, shapes as the matrices
   std::vector<T> attn_norm;          // (dim)
   std::vector<T> ffn_norm;           // (dim)
+};
+
+// What a block's backward pass needs from its forward pass (every intermediate, per token).
+// About 9,600 values per token for SmolLM2-135M: 79 MB per block for a batch of 2,048 tokens.
+template <class T>
+struct BlockActivations {
+  int64_t n_seq = 0, seq_len = 0;
+  std::vector<float> cos_sin;  // (seq_len, rope_dim)
+  std::vector<double> r1, r2;  // inverse RMS of the two norms' inputs, per token
+  std::vector<T> xn1, a, q, k, v, att, h1, xn2, b, gate, up, s;
+  std::vector<T> y;            // the block's output
 };
 
 // x, target: (n_seq * seq_len, dim). Returns L (above). grads non-null: filled (resized) with the
@@ -97,6 +109,31 @@ void BlockBackward(const LlamaConfig& c, const DenseBlock<T>& block,
                    const T* x, const T* dy, ThreadPool& pool, BlockGradients<T>* grads,
                    std::vector<T>* dx, std::vector<T>* out = nullptr);
 
+// The forward pass keeping what the backward pass needs: st->y is the output. With
+// BlockBackwardFrom, a caller that runs every block forward first (global fine-tuning) skips the
+// second forward pass BlockBackward would run; the results are the same bits.
+template <class T>
+void BlockForwardKeep(const LlamaConfig& c, const DenseBlock<T>& block, const std::vector<double>& rope_freqs,
+                      int64_t n_seq, int64_t seq_len, const T* x, ThreadPool& pool, BlockActivations<T>* st);
+
+// The backward pass from kept activations st (consumed: their buffers are reused) and dy (n, dim;
+// consumed too): fills *grads and, when dx is non-null, dL/dx.
+template <class T>
+void BlockBackwardFrom(const LlamaConfig& c, const DenseBlock<T>& block, BlockActivations<T>& st,
+                       std::vector<T>& dy, ThreadPool& pool, BlockGradients<T>* grads, std::vector<T>* dx);
+
+extern template void BlockForwardKeep<float>(const LlamaConfig&, const DenseBlock<float>&,
+                                             const std::vector<double>&, int64_t, int64_t, const float*,
+                                             ThreadPool&, BlockActivations<float>*);
+extern template void BlockBackwardFrom<float>(const LlamaConfig&, const DenseBlock<float>&,
+                                              BlockActivations<float>&, std::vector<float>&, ThreadPool&,
+                                              BlockGradients<float>*, std::vector<float>*);
+extern template void BlockForwardKeep<double>(const LlamaConfig&, const DenseBlock<double>&,
+                                              const std::vector<double>&, int64_t, int64_t, const double*,
+                                              ThreadPool&, BlockActivations<double>*);
+extern template void BlockBackwardFrom<double>(const LlamaConfig&, const DenseBlock<double>&,
+                                               BlockActivations<double>&, std::vector<double>&, ThreadPool&,
+                                               BlockGradients<double>*, std::vector<double>*);
 extern template double BlockLoss<float>(const LlamaConfig&, const DenseBlock<float>&,
                                         const std::vector<double>&, int64_t, int64_t, const float*,
                                         const float*, ThreadPool&, BlockGradients<float>*,

@@ -26,15 +26,24 @@ void DenseLinear(const WeightView& w, const float* x, int64_t n, float* y, Threa
 
 void BlockForward(const LlamaConfig& c, const LayerWeights& w, const std::vector<double>& rope_freqs,
                   int64_t n_seq, int64_t seq_len, float* x, ThreadPool& pool,
-                  const BlockInputFn& observe) {
+                  const BlockInputFn& observe, BlockForwardBuffers* buffers) {
   const int64_t n = n_seq * seq_len, dim = c.dim, hd = c.head_dim;
   const int64_t q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd, hidden = c.hidden_dim;
   const int64_t rope_dim = c.rope_dim > 0 ? c.rope_dim : hd;
   const int64_t heads_per_kv = c.n_heads / c.n_kv_heads;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   auto sz = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
-  std::vector<float> xb(sz(n, dim)), q(sz(n, q_dim)), k(sz(n, kv_dim)), v(sz(n, kv_dim));
-  std::vector<float> att(sz(n, q_dim)), gate(sz(n, hidden)), up(sz(n, hidden));
+  // Every element of these is written below before it is read.
+  BlockForwardBuffers own;
+  BlockForwardBuffers& b = buffers != nullptr ? *buffers : own;
+  std::vector<float>&xb = b.xb, &q = b.q, &k = b.k, &v = b.v, &att = b.att, &gate = b.gate, &up = b.up;
+  xb.resize(sz(n, dim));
+  q.resize(sz(n, q_dim));
+  k.resize(sz(n, kv_dim));
+  v.resize(sz(n, kv_dim));
+  att.resize(sz(n, q_dim));
+  gate.resize(sz(n, hidden));
+  up.resize(sz(n, hidden));
   std::vector<float> cos_sin(sz(seq_len, rope_dim));
   for (int64_t t = 0; t < seq_len; ++t) RopeCosSin(rope_freqs, t, &cos_sin[sz(t, rope_dim)]);
 

@@ -1,5 +1,6 @@
 // FineTuneAqlmGlobal (include/lowbit/aqlm.h): teacher outputs, the Adam loop over mini-batches,
 // held-out keep-best, and the packed result (the loss and its gradient: global_finetune.cc).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -183,14 +184,23 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
       ReadRow(teacher.token_embedding, seqs[Sz(s)][Sz(t)], &teacher_hidden[Sz(s) * stride + Sz(t, dim)]);
     }
   }
-  std::vector<float> y;
+  // Sequences per teacher batch: more than a training batch (the teacher keeps no activations),
+  // so each task of the products runs more tokens through the same packed weight panels. Every
+  // token's result is independent of the batch it runs in.
+  const int64_t teacher_batch = std::max<int64_t>(batch, 16);
+  // One block's activations, reused for every batch and layer (fresh buffers cost page faults).
+  aqlm::BlockActivations<float> teacher_acts;
   for (int64_t l = 0; l < n_layers; ++l) {
     const LayerWeights& lw = teacher.layers[Sz(l)];
-    std::vector<float> w[kBlockMatrices];
+    std::vector<float> w[kBlockMatrices], w_t[kBlockMatrices];
     aqlm::DenseBlock<float> b;
     for (int i = 0; i < kBlockMatrices; ++i) {
-      w[i] = ReadMatrix(*aqlm::BlockMatrix(lw, i));
+      const WeightView& view = *aqlm::BlockMatrix(lw, i);
+      w[i] = ReadMatrix(view);
+      w_t[i].resize(w[i].size());
+      aqlm::TransposeMatrix(w[i].data(), view.rows, view.cols, w_t[i].data(), pool);  // once per layer
       b.w[i] = w[i].data();
+      b.w_t[i] = w_t[i].data();
     }
     b.attn_norm = lw.attn_norm.data();
     b.ffn_norm = lw.ffn_norm.data();
@@ -199,11 +209,11 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
       b.bk = lw.bk.data();
       b.bv = lw.bv.data();
     }
-    for (int64_t s0 = 0; s0 < n_seq; s0 += batch) {
-      const int64_t count = std::min(batch, n_seq - s0);
+    for (int64_t s0 = 0; s0 < n_seq; s0 += teacher_batch) {
+      const int64_t count = std::min(teacher_batch, n_seq - s0);
       float* x = &teacher_hidden[Sz(s0) * stride];
-      aqlm::BlockApply<float>(c, b, rope_freqs, count, seq_len, x, pool, &y);
-      std::memcpy(x, y.data(), Sz(count) * stride * sizeof(float));
+      aqlm::BlockForwardKeep<float>(c, b, rope_freqs, count, seq_len, x, pool, &teacher_acts);
+      std::memcpy(x, teacher_acts.y.data(), Sz(count) * stride * sizeof(float));
     }
     if (progress) {
       AqlmGlobalFineTuneProgress p;
@@ -258,11 +268,12 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
       }
     }
   };
+  aqlm::ModelKlScratch<float> kl_scratch;  // activations, reused from step to step
   auto loss = [&](const aqlm::DenseModel<float>& m, int64_t first, int64_t count,
                   aqlm::ModelGradients<float>* grads) {
     embed(first, count);
     const aqlm::TeacherOutputs<float> t{&teacher_hidden[Sz(first) * stride], teacher_head.data()};
-    return aqlm::ModelKl<float>(c, m, t, rope_freqs, count, seq_len, x0.data(), pool, grads);
+    return aqlm::ModelKl<float>(c, m, t, rope_freqs, count, seq_len, x0.data(), pool, grads, &kl_scratch);
   };
   // Held-out KL of what would be stored: codebooks and scales in binary16, gains in f32.
   auto validate = [&](Params& p) {
