@@ -77,17 +77,24 @@ void Rope(T* v, int64_t n_heads, int64_t head_dim, int64_t rope_dim, RopeLayout 
 // chain (their products are +-0, which leave a nonzero sum unchanged).
 constexpr int64_t kQueryBlock = 48;  // 8 tiles of the dense kernel's 6 rows
 
-// y (L, L; ldy) rows [0, L), columns [0, t's block end) = a (L, depth; lda) b (depth, L; ldb):
-// for each row t, every column j <= t (and a few past it) is computed; the rest is left as is.
+// y (rows, n; ldy) = a (rows, depth; lda) b (depth, n; ldb) by the dense kernel, on this thread.
+template <class T>
+void Multiply(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t depth, int64_t rows, int64_t n, T* y,
+              int64_t ldy) {
+  kernels::DenseArgs<T> args{a, b, y, depth, n};
+  args.lda = lda;
+  args.ldb = ldb;
+  args.ldy = ldy;
+  kernels::MultiplyRows<T>(args, 0, rows);
+}
+
+// y (L, L; ldy) = a (L, depth; lda) b (depth, L; ldb) where causal: row t gets every column
+// j <= t (and a few past it, up to its block's end); the rest is left as is.
 template <class T>
 void CausalScores(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t depth, int64_t L, T* y, int64_t ldy) {
   for (int64_t r0 = 0; r0 < L; r0 += kQueryBlock) {
     const int64_t r1 = std::min(L, r0 + kQueryBlock);
-    kernels::DenseArgs<T> args{a + r0 * lda, b, y + r0 * ldy, depth, r1};
-    args.lda = lda;
-    args.ldb = ldb;
-    args.ldy = ldy;
-    kernels::MultiplyRows<T>(args, 0, r1 - r0);
+    Multiply(a + r0 * lda, lda, b, ldb, depth, r1 - r0, r1, y + r0 * ldy, ldy);
   }
 }
 
@@ -97,11 +104,7 @@ template <class T>
 void LowerTimes(const T* a, int64_t L, const T* b, int64_t ldb, int64_t n, T* y, int64_t ldy) {
   for (int64_t r0 = 0; r0 < L; r0 += kQueryBlock) {
     const int64_t r1 = std::min(L, r0 + kQueryBlock);
-    kernels::DenseArgs<T> args{a + r0 * L, b, y + r0 * ldy, r1, n};
-    args.lda = L;
-    args.ldb = ldb;
-    args.ldy = ldy;
-    kernels::MultiplyRows<T>(args, 0, r1 - r0);
+    Multiply(a + r0 * L, L, b, ldb, r1, r1 - r0, n, y + r0 * ldy, ldy);
   }
 }
 
@@ -112,11 +115,7 @@ template <class T>
 void UpperTimes(const T* a, int64_t L, const T* b, int64_t ldb, int64_t n, T* y, int64_t ldy) {
   for (int64_t r0 = 0; r0 < L; r0 += kQueryBlock) {
     const int64_t r1 = std::min(L, r0 + kQueryBlock);
-    kernels::DenseArgs<T> args{a + r0 * L + r0, b + r0 * ldb, y + r0 * ldy, L - r0, n};
-    args.lda = L;
-    args.ldb = ldb;
-    args.ldy = ldy;
-    kernels::MultiplyRows<T>(args, 0, r1 - r0);
+    Multiply(a + r0 * L + r0, L, b + r0 * ldb, ldb, L - r0, r1 - r0, n, y + r0 * ldy, ldy);
   }
 }
 
