@@ -122,8 +122,9 @@ TEST(AqlmBlockBackward, InputGradientMatchesFiniteDifferences) {
     std::vector<double> dx, y;
     aqlm::BlockBackward<double>(c, b, freqs, 2, seq_len, x.data(), r.data(), pool, &g, &dx, &y);
     auto loss = [&] {
-      std::vector<double> out;
-      aqlm::BlockApply<double>(c, b, freqs, 2, seq_len, x.data(), pool, &out);
+      std::vector<double> out = x;
+      aqlm::BlockActivations<double> st;
+      aqlm::BlockApply<double>(c, b, freqs, 2, seq_len, out.data(), pool, &st);
       double s = 0.0;
       for (size_t i = 0; i < out.size(); ++i) s += r[i] * out[i];
       return s;

@@ -390,10 +390,9 @@ double BlockLoss(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector
 
 template <class T>
 void BlockApply(const LlamaConfig& c, const DenseBlock<T>& w, const std::vector<double>& rope_freqs,
-                int64_t n_seq, int64_t seq_len, const T* x, ThreadPool& pool, std::vector<T>* out) {
-  BlockActivations<T> st;
-  Forward(c, w, rope_freqs, n_seq, seq_len, x, pool, st);
-  *out = std::move(st.y);
+                int64_t n_seq, int64_t seq_len, T* x, ThreadPool& pool, BlockActivations<T>* st) {
+  Forward(c, w, rope_freqs, n_seq, seq_len, x, pool, *st);
+  std::copy(st->y.begin(), st->y.end(), x);
 }
 
 template <class T>
@@ -457,12 +456,10 @@ template double BlockLoss<double>(const LlamaConfig&, const DenseBlock<double>&,
                                   const std::vector<double>&, int64_t, int64_t, const float*,
                                   const float*, ThreadPool&, BlockGradients<double>*,
                                   std::vector<double>*);
-template void BlockApply<float>(const LlamaConfig&, const DenseBlock<float>&,
-                                const std::vector<double>&, int64_t, int64_t, const float*,
-                                ThreadPool&, std::vector<float>*);
-template void BlockApply<double>(const LlamaConfig&, const DenseBlock<double>&,
-                                 const std::vector<double>&, int64_t, int64_t, const double*,
-                                 ThreadPool&, std::vector<double>*);
+template void BlockApply<float>(const LlamaConfig&, const DenseBlock<float>&, const std::vector<double>&,
+                                int64_t, int64_t, float*, ThreadPool&, BlockActivations<float>*);
+template void BlockApply<double>(const LlamaConfig&, const DenseBlock<double>&, const std::vector<double>&,
+                                 int64_t, int64_t, double*, ThreadPool&, BlockActivations<double>*);
 template void BlockBackward<float>(const LlamaConfig&, const DenseBlock<float>&,
                                    const std::vector<double>&, int64_t, int64_t, const float*,
                                    const float*, ThreadPool&, BlockGradients<float>*,

@@ -95,10 +95,12 @@ double BlockLoss(const LlamaConfig& c, const DenseBlock<T>& block,
                  const float* x, const float* target, ThreadPool& pool,
                  BlockGradients<T>* grads = nullptr, std::vector<T>* out = nullptr);
 
-// x: (n_seq * seq_len, dim). The forward pass only: *out = y.
+// The forward pass only: x (n_seq * seq_len, dim) is replaced by the block's output. st: the
+// block's buffers, which a caller running many blocks keeps (fresh ones cost page faults); the
+// result does not depend on what they held.
 template <class T>
 void BlockApply(const LlamaConfig& c, const DenseBlock<T>& block, const std::vector<double>& rope_freqs,
-                int64_t n_seq, int64_t seq_len, const T* x, ThreadPool& pool, std::vector<T>* out);
+                int64_t n_seq, int64_t seq_len, T* x, ThreadPool& pool, BlockActivations<T>* st);
 
 // x, dy: (n_seq * seq_len, dim). Runs the forward pass from x, then the backward pass from dy:
 // fills *grads (non-null, resized) and, when dx is non-null, dL/dx (n_seq * seq_len, dim); out
@@ -143,11 +145,11 @@ extern template double BlockLoss<double>(const LlamaConfig&, const DenseBlock<do
                                          const float*, const float*, ThreadPool&,
                                          BlockGradients<double>*, std::vector<double>*);
 extern template void BlockApply<float>(const LlamaConfig&, const DenseBlock<float>&,
-                                       const std::vector<double>&, int64_t, int64_t, const float*,
-                                       ThreadPool&, std::vector<float>*);
+                                       const std::vector<double>&, int64_t, int64_t, float*, ThreadPool&,
+                                       BlockActivations<float>*);
 extern template void BlockApply<double>(const LlamaConfig&, const DenseBlock<double>&,
-                                        const std::vector<double>&, int64_t, int64_t,
-                                        const double*, ThreadPool&, std::vector<double>*);
+                                        const std::vector<double>&, int64_t, int64_t, double*, ThreadPool&,
+                                        BlockActivations<double>*);
 extern template void BlockBackward<float>(const LlamaConfig&, const DenseBlock<float>&,
                                           const std::vector<double>&, int64_t, int64_t,
                                           const float*, const float*, ThreadPool&,

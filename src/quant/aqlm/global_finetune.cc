@@ -157,9 +157,8 @@ double ModelKl(const LlamaConfig& c, const DenseModel<T>& student, const Teacher
       BlockForwardKeep<T>(c, student.blocks[Sz(l)], rope_freqs, n_seq, seq_len,
                           l == 0 ? stream.data() : acts[Sz(l - 1)].y.data(), pool, &acts[Sz(l)]);
     } else {
-      BlockActivations<T>& st = scratch != nullptr ? scratch->forward_only : own_forward;
-      BlockForwardKeep<T>(c, student.blocks[Sz(l)], rope_freqs, n_seq, seq_len, stream.data(), pool, &st);
-      std::copy(st.y.begin(), st.y.end(), stream.begin());
+      BlockApply<T>(c, student.blocks[Sz(l)], rope_freqs, n_seq, seq_len, stream.data(), pool,
+                    scratch != nullptr ? &scratch->forward_only : &own_forward);
     }
   }
   const T* last = grads != nullptr ? acts[Sz(n_layers - 1)].y.data() : stream.data();

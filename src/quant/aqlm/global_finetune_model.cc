@@ -212,8 +212,7 @@ Result<AqlmGlobalFineTuneResult> FineTuneAqlmGlobal(const LlamaModel& teacher_mo
     for (int64_t s0 = 0; s0 < n_seq; s0 += teacher_batch) {
       const int64_t count = std::min(teacher_batch, n_seq - s0);
       float* x = &teacher_hidden[Sz(s0) * stride];
-      aqlm::BlockForwardKeep<float>(c, b, rope_freqs, count, seq_len, x, pool, &teacher_acts);
-      std::memcpy(x, teacher_acts.y.data(), Sz(count) * stride * sizeof(float));
+      aqlm::BlockApply<float>(c, b, rope_freqs, count, seq_len, x, pool, &teacher_acts);
     }
     if (progress) {
       AqlmGlobalFineTuneProgress p;
